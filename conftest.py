@@ -1,0 +1,85 @@
+"""pytest runs every chapter of the book through nbval, straight from its MyST-markdown source.
+
+Each ``book/**/*.md`` file with a jupytext header is converted (jupytext) into
+``_build/nbval/<same path>.ipynb`` at collection time (an ignored folder: no notebook is ever
+committed) and handed to nbval, which runs it cell by cell in lax mode: a cell that raises, or an
+``assert`` that fails, fails its test and pytest shows the cell. At the end of the run a table gives
+each chapter's total time (kernel start-up included).
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+BOOK = ROOT / "book"
+NB_OUT = ROOT / "_build" / "nbval"
+
+
+def is_notebook_chapter(path: Path) -> bool:
+    """A MyST .md file is a notebook chapter iff its front matter declares jupytext + kernelspec."""
+    if path.suffix != ".md":
+        return False
+    head = path.read_text(encoding="utf-8")[:1000]
+    return head.startswith("---") and "jupytext:" in head and "kernelspec:" in head
+
+
+def toc_files() -> list[str]:
+    """The ``file:`` entries of ``_toc.yml`` (paths relative to the root, without extension)."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    out: list[str] = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                out.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc.get("parts", toc.get("chapters", [])))
+    return out
+
+
+def pytest_collect_file(file_path: Path, parent):
+    try:
+        file_path.relative_to(BOOK)
+    except ValueError:
+        return None
+    if not is_notebook_chapter(file_path):
+        return None
+    import jupytext
+    from nbval.plugin import IPyNbFile
+
+    target = NB_OUT / file_path.relative_to(BOOK).with_suffix(".ipynb")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(file_path)
+    jupytext.write(nb, target, fmt="ipynb")
+    return IPyNbFile.from_parent(parent, path=target)
+
+
+_chapter_time: dict[str, float] = defaultdict(float)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = time.perf_counter()
+    yield
+    path = Path(str(item.fspath))
+    if path.suffix == ".ipynb" and NB_OUT in path.parents:
+        _chapter_time[str(path.relative_to(NB_OUT).with_suffix(".md"))] += time.perf_counter() - start
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _chapter_time:
+        return
+    terminalreporter.section("chapter run times (kernel start-up included)")
+    for name, t in sorted(_chapter_time.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{t:7.1f} s  book/{name}")

@@ -1,0 +1,165 @@
+"""Softmax (dot-product) attention, its row entropy, and the entropy-invariant scale.
+
+Shapes follow one convention: ``q: (..., n, d)``, ``k: (..., m, d)``, ``v: (..., m, dv)`` with batch
+and head dimensions leading; boolean masks are ``(..., n, m)`` with ``True`` = may attend
+(PyTorch's convention for ``scaled_dot_product_attention``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._validation import check_positive_int, check_tensor
+
+__all__ = [
+    "softmax_attention",
+    "attention_entropy",
+    "entropy_invariant_scale",
+    "entropy_invariant_attention",
+    "mean_field_entropy_lower_bound",
+]
+
+
+def _check_qkv(q, k, v):
+    check_tensor(q, "q", min_dim=2)
+    check_tensor(k, "k", min_dim=2)
+    check_tensor(v, "v", min_dim=2)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must share the last dimension d, got {q.shape[-1]} and {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same number of keys m, got {k.shape[-2]} and {v.shape[-2]}")
+
+
+def softmax_attention(q, k, v, *, scale=None, mask=None):
+    r"""Scaled dot-product attention that also returns the attention probabilities.
+
+    .. math:: \mathrm{out} = \mathrm{softmax}(\lambda\, q k^\top)\, v,\qquad \lambda = \text{scale}
+
+    Parameters
+    ----------
+    q : (..., n, d) queries.
+    k : (..., m, d) keys.
+    v : (..., m, dv) values.
+    scale : the logit scale λ: ``None`` means ``1/sqrt(d)`` (standard attention), a float, or a
+        tensor broadcastable to ``(..., n, 1)`` (e.g. a per-query scale such as
+        :func:`entropy_invariant_scale` of each query's number of visible keys).
+    mask : optional boolean (..., n, m), ``True`` = may attend. A row with no allowed key is an
+        error (its softmax is undefined).
+
+    Returns
+    -------
+    out : (..., n, dv)
+    probs : (..., n, m), rows sum to 1.
+
+    Raises
+    ------
+    TypeError
+        Non-tensor or non-floating inputs, or a non-boolean mask.
+    ValueError
+        NaN inputs, mismatched ``d`` or ``m``, or a mask row with no allowed key.
+
+    Equals ``torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)``
+    (tested to 1e-6 in float32). Source: Vaswani et al. (2017), eq. (1); https://kexue.fm/archives/8823.
+    """
+    _check_qkv(q, k, v)
+    d = q.shape[-1]
+    if scale is None:
+        scale = 1.0 / math.sqrt(d)
+    logits = torch.matmul(q, k.transpose(-2, -1)) * scale  # (..., n, m): λ q_i·k_j
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError("mask must be a boolean tensor (True = may attend)")
+        if not mask.any(dim=-1).all():
+            raise ValueError("mask has a query row with no allowed key")
+        logits = logits.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.matmul(probs, v), probs
+
+
+def attention_entropy(probs):
+    r"""Shannon entropy of each attention row, in nats: :math:`H_i = -\sum_j a_{ij}\log a_{ij}`.
+
+    probs : (..., n, m), rows summing to 1 (within 1e-6 relative to the dtype). Returns (..., n).
+    ``0·log 0`` is taken as 0 (``torch.special.entr``).
+
+    Raises ``ValueError`` if an entry is negative or NaN, or if a row does not sum to 1;
+    ``TypeError`` for a non-floating tensor.
+    Source: https://kexue.fm/archives/8823, the definition of :math:`\mathcal H_i`.
+    """
+    check_tensor(probs, "probs", min_dim=1)
+    if (probs < 0).any():
+        raise ValueError("probs has negative entries")
+    tol = 1e-6 if probs.dtype != torch.float16 and probs.dtype != torch.bfloat16 else 1e-2
+    if not torch.allclose(probs.sum(-1), torch.ones((), dtype=probs.dtype), atol=tol * probs.shape[-1] ** 0.5):
+        raise ValueError("probs rows must sum to 1")
+    return torch.special.entr(probs).sum(-1)
+
+
+def entropy_invariant_scale(n, d: int, *, train_len: int = 512):
+    r"""The entropy-invariant logit scale :math:`\lambda = \log_{L} n / \sqrt d = \log n/(\log L\,\sqrt d)`.
+
+    Chosen so that the row entropy grows more slowly with the number of keys ``n`` and equals the
+    standard ``1/sqrt(d)`` at ``n = train_len`` (``L``).
+
+    n : number of keys each query sees: an int >= 1, or an integer-valued tensor of any shape.
+    d : head dimension (int >= 1).
+    train_len : the length ``L`` at which the scale equals ``1/sqrt(d)`` (int >= 2; the post uses 512).
+
+    Returns a float (int ``n``) or a float64 tensor of ``n``'s shape. Dimensionless.
+
+    Raises ``ValueError`` for ``n < 1``, ``d < 1`` or ``train_len < 2``; ``TypeError`` for
+    non-integers. Source: https://kexue.fm/archives/8823, eq. for "Attention-E".
+    """
+    d = check_positive_int(d, "d")
+    train_len = check_positive_int(train_len, "train_len", minimum=2)
+    denom = math.log(train_len) * math.sqrt(d)
+    if isinstance(n, torch.Tensor):
+        if n.is_floating_point() and not torch.equal(n, n.round()):
+            raise TypeError("n must hold integers (numbers of keys)")
+        if (n < 1).any():
+            raise ValueError("n must be >= 1")
+        return torch.log(n.to(torch.float64)) / denom
+    n = check_positive_int(n, "n")
+    return math.log(n) / denom
+
+
+def entropy_invariant_attention(q, k, v, *, train_len: int = 512, causal: bool = False):
+    r"""Attention with the entropy-invariant scale ("Attention-E" of post 8823).
+
+    ``softmax(log_L(n_i)/sqrt(d) · q_i·K^T) V`` where ``n_i`` is the number of keys query ``i`` sees:
+    ``m`` without a mask, ``i + 1`` with ``causal=True`` (so the first query's single key gets a
+    uniform, i.e. trivially correct, weight). Shapes as in :func:`softmax_attention`; causal requires
+    ``n == m``. Returns ``(out, probs)``.
+
+    Raises ``ValueError`` for ``causal`` with ``n != m`` and the errors of :func:`softmax_attention`.
+    Source: https://kexue.fm/archives/8823.
+    """
+    _check_qkv(q, k, v)
+    n, m, d = q.shape[-2], k.shape[-2], q.shape[-1]
+    if causal:
+        if n != m:
+            raise ValueError(f"causal attention needs as many queries as keys, got {n} and {m}")
+        visible = torch.arange(1, n + 1, device=q.device)
+        scale = entropy_invariant_scale(visible, d, train_len=train_len).to(q.dtype).unsqueeze(-1)  # (n, 1)
+        mask = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()
+        return softmax_attention(q, k, v, scale=scale, mask=mask)
+    return softmax_attention(q, k, v, scale=entropy_invariant_scale(m, d, train_len=train_len))
+
+
+def mean_field_entropy_lower_bound(scores, lam: float):
+    r"""The 9034 estimate :math:`\log n - \lambda(s_{\max} - \bar s)`, which is a *lower bound* on the
+    entropy of ``softmax(lam * scores)``.
+
+    Post 9034 approximates :math:`\log\frac1n\sum e^{\lambda s_i}\approx\lambda\bar s` and
+    :math:`\sum p_i s_i\approx s_{\max}`; by Jensen the first is an under-estimate and the second an
+    over-estimate, so the result never exceeds the true entropy (equality iff all scores are equal).
+
+    scores : (..., n) logits before scaling. lam : the scale λ > 0. Returns (...), nats.
+    Raises ``ValueError`` for NaN scores or λ <= 0. Source: https://kexue.fm/archives/9034.
+    """
+    check_tensor(scores, "scores", min_dim=1)
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0, got {lam}")
+    n = scores.shape[-1]
+    return math.log(n) - lam * (scores.amax(-1) - scores.mean(-1))

@@ -1,8 +1,7 @@
 """pytest runs every chapter of the book through nbval, straight from its MyST-markdown source.
 
-Each ``book/**/*.md`` file with a jupytext header is converted (jupytext) into
-``_build/nbval/<same path>.ipynb`` at collection time (an ignored folder: no notebook is ever
-committed) and handed to nbval, which runs it cell by cell in lax mode: a cell that raises, or an
+Each ``book/**/*.md`` file with a jupytext header is read with jupytext at collection time (no
+notebook is ever written or committed) and handed to nbval, which runs it cell by cell in lax mode: a cell that raises, or an
 ``assert`` that fails, fails its test and pytest shows the cell. At the end of the run a table gives
 each chapter's total time (kernel start-up included).
 """
@@ -13,10 +12,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from nbval.plugin import IPyNbFile
 
 ROOT = Path(__file__).resolve().parent
 BOOK = ROOT / "book"
-NB_OUT = ROOT / "_build" / "nbval"
 
 
 def is_notebook_chapter(path: Path) -> bool:
@@ -48,6 +47,30 @@ def toc_files() -> list[str]:
     return out
 
 
+class MystNotebook(IPyNbFile):
+    """nbval's notebook collector, reading the notebook from a MyST ``.md`` file with jupytext.
+
+    The node keeps the ``.md`` path, so ``pytest book/<part>/<slug>.md`` selects one chapter, test
+    ids read ``book/<part>/<slug>.md::Cell N``, and the kernel runs in the chapter's folder (as in
+    ``jupyter-book build``). Cells are collected exactly as nbval does for an ``.ipynb``.
+    """
+
+    def collect(self):
+        import jupytext
+        from nbval.plugin import IPyNbCell, find_comment_markers, find_metadata_tags
+
+        self.nb = jupytext.read(self.path)
+        cell_num = 0
+        for cell in self.nb.cells:
+            if cell.cell_type != "code":
+                continue
+            options = defaultdict(bool, find_metadata_tags(cell.metadata))
+            options.update(dict(find_comment_markers(cell.source)))
+            options.setdefault("check", self.compare_outputs)
+            yield IPyNbCell.from_parent(self, name=f"Cell {cell_num}", cell_num=cell_num, cell=cell, options=options)
+            cell_num += 1
+
+
 def pytest_collect_file(file_path: Path, parent):
     try:
         file_path.relative_to(BOOK)
@@ -55,14 +78,7 @@ def pytest_collect_file(file_path: Path, parent):
         return None
     if not is_notebook_chapter(file_path):
         return None
-    import jupytext
-    from nbval.plugin import IPyNbFile
-
-    target = NB_OUT / file_path.relative_to(BOOK).with_suffix(".ipynb")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nb = jupytext.read(file_path)
-    jupytext.write(nb, target, fmt="ipynb")
-    return IPyNbFile.from_parent(parent, path=target)
+    return MystNotebook.from_parent(parent, path=file_path)
 
 
 _chapter_time: dict[str, float] = defaultdict(float)
@@ -73,8 +89,8 @@ def pytest_runtest_protocol(item, nextitem):
     start = time.perf_counter()
     yield
     path = Path(str(item.fspath))
-    if path.suffix == ".ipynb" and NB_OUT in path.parents:
-        _chapter_time[str(path.relative_to(NB_OUT).with_suffix(".md"))] += time.perf_counter() - start
+    if isinstance(item.parent, MystNotebook):
+        _chapter_time[str(path.relative_to(ROOT))] += time.perf_counter() - start
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -82,4 +98,4 @@ def pytest_terminal_summary(terminalreporter):
         return
     terminalreporter.section("chapter run times (kernel start-up included)")
     for name, t in sorted(_chapter_time.items(), key=lambda kv: -kv[1]):
-        terminalreporter.write_line(f"{t:7.1f} s  book/{name}")
+        terminalreporter.write_line(f"{t:7.1f} s  {name}")

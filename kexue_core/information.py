@@ -15,8 +15,10 @@ Post 7695's :math:`h_n` is :math:`h_n(n)` (``kappa = dim``); post 8823's bracket
 """
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 from scipy import optimize, special
 
@@ -28,6 +30,7 @@ __all__ = [
     "skipgram_entropy_estimate",
     "min_embedding_dim",
     "softmax_entropy",
+    "fit_joint_softmax",
 ]
 
 
@@ -58,6 +61,24 @@ def sphere_angle_density(theta, dim: int):
     return torch.where(inside, dens, torch.zeros_like(dens))
 
 
+@functools.lru_cache(maxsize=4)
+def _midpoint_grid(grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos θ_k and log sin θ_k at the midpoints θ_k = (k + 1/2)π/grid (read-only, cached).
+
+    NumPy (single-threaded) rather than torch: a 1-D grid gains nothing from intra-op threads, which
+    cost several times the CPU time on a busy machine."""
+    theta = (np.arange(grid, dtype=np.float64) + 0.5) * (math.pi / grid)  # no endpoints: sin θ > 0
+    cos, log_sin = np.cos(theta), np.log(np.sin(theta))
+    cos.flags.writeable = False
+    log_sin.flags.writeable = False
+    return cos, log_sin
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(x.max())
+    return m + math.log(float(np.exp(x - m).sum()))
+
+
 def vmf_kl_to_uniform(dim, kappa, *, method: str = "quadrature", grid: int = 200_001) -> float:
     r"""KL divergence of the von Mises–Fisher distribution from the uniform one on :math:`S^{d-1}`, nats.
 
@@ -69,19 +90,37 @@ def vmf_kl_to_uniform(dim, kappa, *, method: str = "quadrature", grid: int = 200
     so that post 7695's :math:`h_n = -\mathrm{KL}(n, n)` and post 8823's entropy bracket at logit scale
     λ is :math:`-\mathrm{KL}(d, \lambda d)`.
 
-    dim : the dimension d, a real >= 2 (real values allow root finding in d).
-    kappa : the concentration κ >= 0 (``λ·d`` for keys and queries of norm ``sqrt(d)``).
-    method : ``"quadrature"`` (default): midpoint rule on ``grid`` points of (0, π) in log space
-        (log-sum-exp), float64 — no overflow of :math:`e^{\kappa\cos\theta}` or underflow of
-        :math:`\sin^{d-2}`; error below 1e-7 for d <= 1024 at the default grid.
-        ``"bessel"``: the closed form :math:`\log\Gamma(\tfrac d2)+(\tfrac d2-1)\log\tfrac2\kappa+\log I_{d/2-1}(\kappa)`
-        and :math:`\mathbb E[\cos\theta]=I_{d/2}(\kappa)/I_{d/2-1}(\kappa)`, with SciPy's scaled Bessel
+    Parameters
+    ----------
+    dim : float
+        The dimension d, a real >= 2 (real values allow root finding in d).
+    kappa : float
+        The concentration κ >= 0 (``λ·d`` for keys and queries of norm ``sqrt(d)``).
+    method : str
+        ``"quadrature"`` (default): midpoint rule on ``grid`` points of (0, π) in log space
+        (log-sum-exp), float64, so :math:`e^{\kappa\cos\theta}` cannot overflow nor
+        :math:`\sin^{d-2}\theta` underflow; error below 1e-7 for d <= 1024 at the default grid.
+        ``"bessel"``: the closed form
+        :math:`\log\Gamma(\tfrac d2)+(\tfrac d2-1)\log\tfrac2\kappa+\log I_{d/2-1}(\kappa)` and
+        :math:`\mathbb E[\cos\theta]=I_{d/2}(\kappa)/I_{d/2-1}(\kappa)`, with SciPy's scaled Bessel
         function ``ive`` (an independent oracle, not in the post).
-    grid : number of quadrature points (int >= 1000).
+    grid : int
+        Number of quadrature points (>= 1000).
 
-    Returns a Python float >= 0 (0 at κ = 0).
+    Returns
+    -------
+    float
+        The divergence in nats, >= 0 (0 at κ = 0).
 
-    Raises ``ValueError`` for ``dim < 2``, ``kappa < 0``, an unknown method or a too-small grid.
+    Raises
+    ------
+    ValueError
+        ``dim < 2``, ``kappa < 0``, a NaN or infinite argument, an unknown method or a too-small grid.
+    TypeError
+        A non-numeric ``dim`` or ``kappa``.
+
+    Notes
+    -----
     Source: https://kexue.fm/archives/7695 (definition of :math:`h_n`, table), https://kexue.fm/archives/8823.
     """
     d = _check_dim(dim)
@@ -96,11 +135,12 @@ def vmf_kl_to_uniform(dim, kappa, *, method: str = "quadrature", grid: int = 200
     if method != "quadrature":
         raise ValueError(f"method must be 'quadrature' or 'bessel', got {method!r}")
     grid = check_positive_int(grid, "grid", minimum=1000)
-    theta = (torch.arange(grid, dtype=torch.float64) + 0.5) * (math.pi / grid)  # midpoints, no endpoints
-    log_base = (d - 2) * torch.log(torch.sin(theta))  # log sin^{d-2}θ
-    log_tilted = log_base + kappa * torch.cos(theta)  # log [sin^{d-2}θ e^{κ cosθ}]
-    log_mgf = torch.logsumexp(log_tilted, 0) - torch.logsumexp(log_base, 0)  # log E_p[e^{κ cosθ}]
-    mean_cos = (torch.softmax(log_tilted, 0) * torch.cos(theta)).sum()  # E_vMF[cosθ]
+    cos, log_sin = _midpoint_grid(grid)
+    log_base = (d - 2) * log_sin  # log sin^{d-2}θ
+    log_tilted = log_base + kappa * cos  # log [sin^{d-2}θ e^{κ cosθ}]
+    log_norm = _logsumexp(log_tilted)
+    log_mgf = log_norm - _logsumexp(log_base)  # log E_p[e^{κ cosθ}]
+    mean_cos = float(np.dot(np.exp(log_tilted - log_norm), cos))  # E_vMF[cosθ]
     return float(kappa * mean_cos - log_mgf)
 
 
@@ -121,29 +161,62 @@ def skipgram_entropy_estimate(vocab_size: int, dim) -> float:
     return 2 * math.log(n_words) - vmf_kl_to_uniform(d, d)
 
 
-def min_embedding_dim(vocab_size: int, *, method: str = "8.33") -> float:
+def min_embedding_dim(vocab_size: int, *, method: str = "8.33", data_entropy: float = 0.0) -> float:
     r"""Post 7695's sufficient embedding dimension for a vocabulary of ``vocab_size`` words.
 
-    method :
-        ``"8.33"``: the post's rule :math:`n = 8.33\log N` (``8.33 = 2/0.24``, the slope of
-        :math:`h_n` read off the table);
-        ``"laplace"``: :math:`n = \frac{2}{\frac12\log\varphi}\log N = 8.3123\log N` with the exact
-        asymptotic slope, φ the golden ratio;
-        ``"exact"``: the root of :math:`2\log N + h_n = 0` in n (Brent's method, no linearisation).
+    The post asks for the n at which the random-sphere estimate :math:`2\log N + h_n` of the model
+    entropy falls below the data entropy :math:`\tilde H`, and replaces :math:`\tilde H` by 0
+    (``data_entropy=0``, the default, gives the post's rule).
 
-    Returns a float (the dimension, not rounded). Raises ``ValueError`` for an unknown method or
-    ``vocab_size < 2`` (log N must be positive). Source: https://kexue.fm/archives/7695.
+    Parameters
+    ----------
+    vocab_size : int
+        The vocabulary size N (>= 2).
+    method : str
+        ``"8.33"`` (default): the post's rule :math:`n = 8.33\log N` (``8.33 = 2/0.24``, the slope
+        of :math:`h_n` read off the table); with ``data_entropy`` :math:`\tilde H` it becomes
+        :math:`n = \frac{8.33}{2}(2\log N - \tilde H)`.
+        ``"laplace"``: :math:`n = \frac{2}{\frac12\log\varphi}\log N = 8.3123\log N` with the exact
+        asymptotic slope, φ the golden ratio (with :math:`\tilde H`:
+        :math:`(2\log N-\tilde H)/(\tfrac12\log\varphi)`).
+        ``"exact"``: the root of :math:`2\log N + h_n = \tilde H` in n >= 2 (Brent's method, no
+        linearisation; :math:`h_n` from :func:`vmf_kl_to_uniform`).
+    data_entropy : float
+        :math:`\tilde H` in nats, ``0 <= data_entropy < 2 log N`` (default 0).
+
+    Returns
+    -------
+    float
+        The dimension n (not rounded).
+
+    Raises
+    ------
+    ValueError
+        An unknown method, ``vocab_size < 2`` (log N must be positive), ``data_entropy`` outside
+        ``[0, 2 log N)``, or (method ``"exact"``) a root below n = 2.
+    TypeError
+        A non-integer ``vocab_size`` or non-numeric ``data_entropy``.
+
+    Notes
+    -----
+    Source: https://kexue.fm/archives/7695.
     """
     n_words = check_positive_int(vocab_size, "vocab_size", minimum=2)
     log_n = math.log(n_words)
+    h_data = check_positive_real(data_entropy, "data_entropy", allow_zero=True)
+    if h_data >= 2 * log_n:
+        raise ValueError(f"data_entropy must be < 2 log N = {2 * log_n:.6g} nats, got {h_data}")
+    budget = 2 * log_n - h_data  # nats that h_n must absorb
     if method == "8.33":
-        return 8.33 * log_n
+        return 8.33 / 2 * budget
     if method == "laplace":
         phi = (1 + math.sqrt(5)) / 2
-        return 2 / (0.5 * math.log(phi)) * log_n
+        return budget / (0.5 * math.log(phi))
     if method == "exact":
-        f = lambda d: skipgram_entropy_estimate(n_words, d)  # noqa: E731
-        hi = 20 * log_n + 10
+        f = lambda d: budget - vmf_kl_to_uniform(d, d)  # noqa: E731  # 2 log N + h_n - H~
+        if f(2.0) <= 0:
+            raise ValueError(f"2 log N + h_n < data_entropy already at n = 2 (budget {budget:.4g} nats)")
+        hi = 5 * budget + 10  # h_n <= -0.24 n for n >= 2, so f(hi) < 0
         return float(optimize.brentq(f, 2.0, hi, xtol=1e-9))
     raise ValueError(f"method must be '8.33', 'laplace' or 'exact', got {method!r}")
 
@@ -165,3 +238,102 @@ def softmax_entropy(logits, dim=-1):
     p = log_p.exp()
     return -(p * torch.where(p > 0, log_p, torch.zeros_like(log_p))).sum(dim=dim)
 
+
+
+def fit_joint_softmax(
+    counts: torch.Tensor,
+    dim: int,
+    *,
+    steps: int = 300,
+    lr: float = 0.1,
+    init_std: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Fit post 7695's joint-softmax (Skip-Gram) model to co-occurrence counts by full-batch Adam.
+
+    .. math::
+       p(w_i, w_j) = \frac{e^{\langle u_i, v_j\rangle}}{Z},\qquad
+       \min_{U, V}\ \mathrm{KL}(\tilde p\,\|\,p) = \sum_{ij}\tilde p_{ij}\log\tilde p_{ij}
+                                      - \sum_{ij}\tilde p_{ij}\log p_{ij},\qquad
+       \tilde p_{ij} = C_{ij}/\textstyle\sum C
+
+    (the cross-entropy minus the data entropy :math:`\tilde H`, so the loss is 0 only if the model
+    reproduces :math:`\tilde p` exactly). No biases, no norm constraint: exactly the post's model.
+    ``U`` and ``V`` start i.i.d. :math:`\mathcal N(0, \text{init\_std}^2)`; Adam runs ``steps``
+    full-batch steps with a cosine learning-rate decay from ``lr`` to 0.
+
+    Parameters
+    ----------
+    counts : torch.Tensor
+        (N, M) non-negative finite counts with a positive sum, floating (its dtype is the working
+        dtype; float32 is enough and about twice as fast).
+    dim : int
+        The embedding dimension n (>= 1).
+    steps : int
+        Number of Adam steps (>= 1).
+    lr : float
+        Peak learning rate (> 0).
+    init_std : float
+        Standard deviation of the initial entries (> 0).
+    generator : torch.Generator, optional
+        Generator for the initialisation (seed it for a reproducible fit).
+
+    Returns
+    -------
+    U : torch.Tensor
+        (N, n) centre vectors (detached).
+    V : torch.Tensor
+        (M, n) context vectors (detached).
+    kl : torch.Tensor
+        (steps + 1,) the divergence :math:`\mathrm{KL}(\tilde p\|p)` in **nats** before each step and
+        after the last one (``kl[-1]`` is the fitted value).
+
+    Raises
+    ------
+    TypeError
+        ``counts`` not a floating tensor; a non-integer ``dim`` or ``steps``.
+    ValueError
+        ``counts`` not 2-D, with NaN, infinite or negative entries, or a zero sum; ``dim`` or
+        ``steps`` < 1; ``lr`` or ``init_std`` <= 0.
+
+    Notes
+    -----
+    Source: https://kexue.fm/archives/7695 (the model, eq. for :math:`p(w_i, w_j)`).
+    """
+    check_tensor(counts, "counts", min_dim=2)
+    if counts.dim() != 2:
+        raise ValueError(f"counts must be a 2-D (N, M) matrix, got shape {tuple(counts.shape)}")
+    if torch.isinf(counts).any() or (counts < 0).any():
+        raise ValueError("counts must be finite and non-negative")
+    total = counts.sum()
+    if not total > 0:
+        raise ValueError("counts must have a positive sum")
+    dim = check_positive_int(dim, "dim")
+    steps = check_positive_int(steps, "steps")
+    lr = check_positive_real(lr, "lr")
+    init_std = check_positive_real(init_std, "init_std")
+    n_rows, n_cols = counts.shape
+    p_data = counts / total  # \tilde p_{ij}
+    neg_entropy = torch.special.xlogy(p_data, p_data).sum()  # \sum \tilde p log \tilde p = -\tilde H
+    kw = dict(dtype=counts.dtype, generator=generator)
+    u = (init_std * torch.randn(n_rows, dim, **kw)).requires_grad_()  # (N, n)
+    v = (init_std * torch.randn(n_cols, dim, **kw)).requires_grad_()  # (M, n)
+    opt = torch.optim.Adam([u, v], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+
+    def kl_divergence() -> torch.Tensor:
+        logits = u @ v.T  # (N, M): s_ij = <u_i, v_j>
+        log_p = torch.log_softmax(logits.reshape(-1), 0).reshape(n_rows, n_cols)  # joint softmax over all pairs
+        return neg_entropy - (p_data * log_p).sum()
+
+    history = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = kl_divergence()
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append(loss.detach())
+    with torch.no_grad():
+        history.append(kl_divergence())
+    return u.detach(), v.detach(), torch.stack(history)

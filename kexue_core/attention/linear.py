@@ -1,0 +1,451 @@
+"""Linear attention: attention without the softmax, in O(n) time.
+
+Post 7546 ("Exploring linear attention: must attention have a softmax?") writes attention as a
+weighted average with a non-negative similarity,
+
+.. math:: \\mathrm{out}_i = \\frac{\\sum_j \\mathrm{sim}(q_i, k_j)\\, v_j}{\\sum_j \\mathrm{sim}(q_i, k_j)},
+
+and notes that when :math:`\\mathrm{sim}(q, k) = \\phi(q)^\\top \\varphi(k)` the sums factor through the
+``D x dv`` matrix :math:`\\sum_j \\varphi(k_j) v_j^\\top`, so the cost is linear in the length ``n``.
+
+Shapes follow the package convention: ``q: (..., n, d)``, ``k: (..., m, d)``, ``v: (..., m, dv)`` with
+batch and head dimensions leading. Feature maps act on the last axis and return ``(..., n, D)``.
+
+Feature maps accepted by the ``feature_map`` argument:
+
+``"elu+1"``
+    :math:`\\phi = \\varphi = \\mathrm{elu}(x) + 1` (Katharopoulos et al. 2020), :func:`elu_feature_map`.
+``"softmax"``
+    Efficient Attention (Shen et al.): :math:`\\phi(q_i) = \\mathrm{softmax}(q_i)` over the ``d`` axis
+    and :math:`\\varphi(K) = \\mathrm{softmax}_1(K)`, the softmax of each key *column* over the
+    sequence axis. With this pair the denominator is exactly 1 (each row of
+    :math:`\\mathrm{softmax}_2(Q)\\,\\mathrm{softmax}_1(K)^\\top` sums to 1), so the result equals
+    :func:`efficient_attention` up to the ``1/(1 + eps)`` factor. The post's own reading,
+    :math:`\\varphi(k_j) = e^{k_j}` per key, is *not* equal to Efficient Attention (see the chapter).
+    Because :math:`\\mathrm{softmax}_1(K)` depends on every key, this map is non-causal and
+    :func:`causal_linear_attention` rejects it.
+``"1+qk"``
+    The post's own proposal :math:`\\mathrm{sim} = 1 + \\hat q^\\top \\hat k` with
+    :math:`\\hat x = x/\\Vert x\\Vert`, written as a kernel with :func:`cosine_feature_map`
+    :math:`\\phi(x) = [1, \\hat x] \\in \\mathbb{R}^{d+1}`, so that :math:`\\phi(q)^\\top\\phi(k) = 1 + \\hat q^\\top\\hat k`
+    (the post does not spell this factorisation out; it is exact).
+a callable ``f``
+    Used for both queries and keys: ``f(x: (..., n, d)) -> (..., n, D)`` with non-negative entries.
+a pair ``(phi, varphi)``
+    Different maps for queries and keys (the post's :math:`\\phi \\neq \\varphi`).
+
+Source: https://kexue.fm/archives/7546, eqs. for the general form, the kernel form and the causal
+recurrence.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from .._validation import check_positive_int, check_positive_real, check_tensor
+
+__all__ = [
+    "elu_feature_map",
+    "softmax_feature_map",
+    "cosine_feature_map",
+    "resolve_feature_maps",
+    "general_attention",
+    "linear_attention",
+    "causal_linear_attention",
+    "causal_linear_attention_recurrent",
+    "efficient_attention",
+    "linformer_attention",
+]
+
+FeatureMap = Union[str, Callable[[torch.Tensor], torch.Tensor], Tuple[Callable, Callable]]
+
+#: Default chunk length of :func:`causal_linear_attention` (tuned on CPU for d = 64; see the chapter).
+DEFAULT_CHUNK_SIZE = 64
+
+
+# ----------------------------------------------------------------------------------------------
+# feature maps
+# ----------------------------------------------------------------------------------------------
+def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    r"""The feature map :math:`\phi(x) = \mathrm{elu}(x) + 1` of Katharopoulos et al. (2020), elementwise.
+
+    x : (..., n, d). Returns (..., n, d) with entries in (0, inf): ``x + 1`` for ``x > 0`` and
+    ``exp(x)`` for ``x <= 0``.
+
+    Raises ``TypeError`` for a non-floating tensor, ``ValueError`` for NaN.
+    Source: https://kexue.fm/archives/7546, kernel form; arXiv:2006.16236, eq. (7).
+    """
+    check_tensor(x, "x", min_dim=1)
+    # = exp(min(x, 0)) + max(x, 0): exact on both sides, whereas elu(x) + 1 = (e^x - 1) + 1 rounds
+    # e^x to a multiple of 2^-53 (0 below x ~ -37), which matters for tiny denominators
+    return x.clamp(min=0.0).add_(x.clamp(max=0.0).exp_())
+
+
+def softmax_feature_map(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    r"""Softmax along ``dim``: the feature maps of Efficient Attention.
+
+    ``dim=-1`` (the ``d`` axis) gives the query map :math:`\mathrm{softmax}_2(Q)`; ``dim=-2`` (the
+    sequence axis) gives the key map :math:`\mathrm{softmax}_1(K)`, whose columns each sum to 1.
+
+    x : (..., n, d). Returns (..., n, d), entries in (0, 1).
+    Raises ``TypeError``/``ValueError`` for non-floating or NaN input, ``ValueError`` for
+    ``x.dim() < 2``. Source: https://kexue.fm/archives/7546, "Efficient Attention"; arXiv:1812.01243.
+    """
+    check_tensor(x, "x", min_dim=2)
+    return torch.softmax(x, dim=dim)
+
+
+def cosine_feature_map(x: torch.Tensor) -> torch.Tensor:
+    r"""The feature map :math:`\phi(x) = [1,\ x/\Vert x\Vert] \in \mathbb{R}^{d+1}` of the post's proposal.
+
+    For any two non-zero vectors :math:`\phi(q)^\top\phi(k) = 1 + \hat q^\top \hat k \in [0, 2]`, the
+    similarity :math:`1 + \cos(q, k)` the post obtains from :math:`e^{x} \approx 1 + x`. A zero vector
+    maps to ``[1, 0, ..., 0]`` (similarity 1 with everything).
+
+    x : (..., n, d). Returns (..., n, d + 1).
+    Raises ``TypeError``/``ValueError`` for non-floating or NaN input.
+    Source: https://kexue.fm/archives/7546, "my own idea" (the factorisation is ours).
+    """
+    check_tensor(x, "x", min_dim=1)
+    xhat = F.normalize(x, dim=-1)  # x / max(||x||, 1e-12)
+    ones = torch.ones_like(x[..., :1])
+    return torch.cat([ones, xhat], dim=-1)
+
+
+def resolve_feature_maps(feature_map: FeatureMap) -> tuple[Callable, Callable]:
+    """Turn a ``feature_map`` argument into the pair ``(phi, varphi)`` for queries and keys.
+
+    feature_map : ``"elu+1"``, ``"softmax"``, ``"1+qk"``, a callable (used for both), or a pair of
+        callables. See the module docstring for what each name means.
+
+    Returns ``(phi, varphi)``, callables ``(..., n, d) -> (..., n, D)``.
+    Raises ``ValueError`` for an unknown name, ``TypeError`` for anything else that is not callable.
+    Source: https://kexue.fm/archives/7546.
+    """
+    if isinstance(feature_map, str):
+        if feature_map == "elu+1":
+            return elu_feature_map, elu_feature_map
+        if feature_map == "softmax":
+            return (lambda x: softmax_feature_map(x, dim=-1)), (lambda x: softmax_feature_map(x, dim=-2))
+        if feature_map == "1+qk":
+            return cosine_feature_map, cosine_feature_map
+        raise ValueError(f"unknown feature_map {feature_map!r}; use 'elu+1', 'softmax', '1+qk' or a callable")
+    if isinstance(feature_map, tuple):
+        if len(feature_map) != 2 or not all(callable(f) for f in feature_map):
+            raise TypeError("a feature_map pair must be two callables (phi for queries, varphi for keys)")
+        return feature_map[0], feature_map[1]
+    if callable(feature_map):
+        return feature_map, feature_map
+    raise TypeError(f"feature_map must be a string, a callable or a pair of callables, got {type(feature_map).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# argument checks
+# ----------------------------------------------------------------------------------------------
+def _check_qkv(q, k, v, *, causal: bool = False) -> None:
+    check_tensor(q, "q", min_dim=2)
+    check_tensor(k, "k", min_dim=2)
+    check_tensor(v, "v", min_dim=2)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must share the last dimension d, got {q.shape[-1]} and {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same number of keys m, got {k.shape[-2]} and {v.shape[-2]}")
+    if q.shape[-1] == 0 or k.shape[-2] == 0 or v.shape[-1] == 0:
+        raise ValueError("d, m and dv must be >= 1")
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"causal attention needs as many queries as keys, got {q.shape[-2]} and {k.shape[-2]}")
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError as exc:
+        raise ValueError(f"batch dimensions of q, k, v do not broadcast: {exc}") from None
+
+
+def _features(q, k, feature_map):
+    phi, varphi = resolve_feature_maps(feature_map)
+    fq, fk = phi(q), varphi(k)
+    for name, f, x in (("phi(q)", fq, q), ("varphi(k)", fk, k)):
+        if not isinstance(f, torch.Tensor) or f.shape[:-1] != x.shape[:-1]:
+            raise ValueError(f"{name} must be a tensor of shape (..., n, D) matching the input's leading dims")
+    if fq.shape[-1] != fk.shape[-1]:
+        raise ValueError(f"phi(q) and varphi(k) must have the same feature size, got {fq.shape[-1]} and {fk.shape[-1]}")
+    return fq, fk
+
+
+# ----------------------------------------------------------------------------------------------
+# the O(n^2) reference
+# ----------------------------------------------------------------------------------------------
+def general_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sim: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    causal: bool = False,
+    eps: float = 0.0,
+) -> torch.Tensor:
+    r"""The post's general attention, evaluated the O(n²) way:
+    :math:`\mathrm{out}_i = \sum_j \mathrm{sim}(q_i,k_j) v_j / (\sum_j \mathrm{sim}(q_i,k_j) + \varepsilon)`.
+
+    q : (..., n, d). k : (..., m, d). v : (..., m, dv).
+    sim : callable ``(q, k) -> (..., n, m)`` of non-negative similarities, e.g.
+        ``lambda q, k: torch.exp(q @ k.mT)`` (softmax attention without the scale).
+    causal : if True, key ``j`` is visible to query ``i`` only when ``j <= i`` (needs ``n == m``).
+    eps : added to the denominator (default 0; use the same ``eps`` as a linear form to compare).
+
+    Returns (..., n, dv). Memory O(n·m).
+    Raises ``ValueError`` for mismatched shapes, NaN input, a negative ``eps``, a ``sim`` that
+    returns the wrong shape or negative values; ``TypeError`` for non-tensors.
+    Source: https://kexue.fm/archives/7546, the general definition (eq. gen-att).
+    """
+    _check_qkv(q, k, v, causal=causal)
+    eps = check_positive_real(eps, "eps", allow_zero=True)
+    w = sim(q, k)  # (..., n, m): sim(q_i, k_j)
+    if not isinstance(w, torch.Tensor) or w.shape[-2:] != (q.shape[-2], k.shape[-2]):
+        raise ValueError("sim must return a tensor of shape (..., n, m)")
+    if (w < 0).any():
+        raise ValueError("sim must be non-negative (the post's only requirement)")
+    if causal:
+        n = q.shape[-2]
+        w = w * torch.ones(n, n, dtype=torch.bool, device=w.device).tril()  # keep j <= i
+    return (w @ v) / (w.sum(-1, keepdim=True) + eps)
+
+
+# ----------------------------------------------------------------------------------------------
+# linear attention
+# ----------------------------------------------------------------------------------------------
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    feature_map: FeatureMap = "elu+1",
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    r"""Non-causal linear attention
+    :math:`\mathrm{out}_i = \phi(q_i)^\top \sum_j \varphi(k_j) v_j^\top \,/\, (\phi(q_i)^\top \sum_j \varphi(k_j) + \varepsilon)`.
+
+    The ``D x dv`` matrix :math:`\varphi(K)^\top V` is formed first (associativity), so time is
+    O(n·D·dv) and memory O(n·(D + dv) + D·dv), never O(n²).
+
+    Parameters
+    ----------
+    q : (..., n, d)
+        Queries.
+    k : (..., m, d)
+        Keys.
+    v : (..., m, dv)
+        Values.
+    feature_map : ``"elu+1"`` (default), ``"softmax"`` (Efficient Attention), ``"1+qk"`` (the
+        post's :math:`1 + \hat q^\top\hat k`), a callable, or a pair ``(phi, varphi)``; see the module
+        docstring. The maps must return non-negative features.
+    eps : > 0, added to the denominator (guards rows whose similarities are all ~0).
+
+    Returns
+    -------
+    (..., n, dv)
+
+    Raises
+    ------
+    TypeError
+        Non-tensor or non-floating inputs, a ``feature_map`` of the wrong type, a non-real ``eps``.
+    ValueError
+        NaN inputs, mismatched ``d``/``m``/batch dims, unknown ``feature_map`` name, ``eps <= 0``.
+
+    Equals :func:`general_attention` with ``sim = phi(q)·varphi(k)`` (tested to 1e-12 in float64)
+    and ``performer_pytorch``'s ``linear_attention`` on the same features.
+    Source: https://kexue.fm/archives/7546, kernel form (eq. gen-att-2); arXiv:2006.16236, eq. (6).
+    """
+    _check_qkv(q, k, v)
+    eps = check_positive_real(eps, "eps")
+    fq, fk = _features(q, k, feature_map)  # (..., n, D), (..., m, D)
+    kv = fk.mT @ v  # (..., D, dv): sum_j varphi(k_j) v_j^T
+    z = fk.sum(-2)  # (..., D):     sum_j varphi(k_j)
+    num = fq @ kv  # (..., n, dv)
+    den = (fq * z.unsqueeze(-2)).sum(-1, keepdim=True)  # (..., n, 1): phi(q_i)^T z
+    return num / (den + eps)
+
+
+def _causal_chunked(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, eps: float, chunk: int) -> torch.Tensor:
+    """Chunk-wise causal linear attention on featurised inputs (see causal_linear_attention)."""
+    *batch, n, D = fq.shape
+    dv = v.shape[-1]
+    batch = torch.broadcast_shapes(tuple(batch), fk.shape[:-2], v.shape[:-2])
+    fq = fq.expand(*batch, n, D)
+    fk = fk.expand(*batch, n, D)
+    # append a column of ones to v: the last output column is then the denominator phi(q_i)^T z_i
+    v1 = torch.cat([v.expand(*batch, n, dv), torch.ones_like(v[..., :1]).expand(*batch, n, 1)], dim=-1)
+    C = min(chunk, n)
+    N = -(-n // C)  # number of chunks
+    pad = N * C - n
+    if pad:  # zero keys add nothing to S, z; padded query rows are cut off below
+        fq = F.pad(fq, (0, 0, 0, pad))
+        fk = F.pad(fk, (0, 0, 0, pad))
+        v1 = F.pad(v1, (0, 0, 0, pad))
+    fq = fq.reshape(*batch, N, C, D)  # (..., N, C, D)
+    fk = fk.reshape(*batch, N, C, D)
+    v1 = v1.reshape(*batch, N, C, dv + 1)  # (..., N, C, dv+1)
+    # within a chunk: masked quadratic form, A_{ts} = phi(q_t)^T varphi(k_s) for s <= t
+    A = (fq @ fk.mT).tril_()  # (..., N, C, C)
+    out = A @ v1  # (..., N, C, dv+1)
+    if N > 1:
+        # across chunks: state of each chunk, [S_c | z_c] = varphi(K_c)^T [V_c | 1]  (..., N, D, dv+1)
+        state = fk.mT @ v1
+        state = state.cumsum_(dim=-3)  # inclusive prefix over chunks
+        # chunk c sees the state of chunks 0..c-1
+        out[..., 1:, :, :] += fq[..., 1:, :, :] @ state[..., :-1, :, :]
+    out = out.reshape(*batch, N * C, dv + 1)[..., :n, :]
+    return out[..., :dv] / (out[..., dv:] + eps)
+
+
+def causal_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    feature_map: FeatureMap = "elu+1",
+    eps: float = 1e-6,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> torch.Tensor:
+    r"""Causal (autoregressive) linear attention
+    :math:`\mathrm{out}_i = \phi(q_i)^\top S_i / (\phi(q_i)^\top z_i + \varepsilon)` with the prefix sums
+    :math:`S_i = \sum_{j\le i} \varphi(k_j) v_j^\top`, :math:`z_i = \sum_{j \le i}\varphi(k_j)`.
+
+    Evaluated chunk-wise, without a Python loop over positions: the sequence is cut into chunks of
+    ``C = chunk_size`` positions; inside a chunk the masked quadratic form
+    :math:`\mathrm{tril}(\phi(Q_c)\varphi(K_c)^\top)V_c` is used, and across chunks the states
+    :math:`\varphi(K_c)^\top [V_c, 1]` are summed by a cumsum over the ``n/C`` chunks. Time
+    O(n·C·D + n·D·dv), memory O(n·C + (n/C)·D·dv), i.e. O(n·(D + dv)) for ``C >= D`` — never the
+    O(n·D·dv) of a cumsum over positions nor the O(n²) of the masked form. The result does not
+    depend on ``chunk_size`` (beyond round-off).
+
+    Parameters
+    ----------
+    q, k : (..., n, d)
+        Queries and keys; causal attention needs as many queries as keys.
+    v : (..., n, dv)
+        Values.
+    feature_map : ``"elu+1"`` (default), ``"1+qk"``, a callable or a pair; see the module
+        docstring. ``"softmax"`` is rejected: its key map :math:`\mathrm{softmax}_1(K)` normalises
+        over the whole sequence and would leak future keys. A callable must act on each position
+        separately (this cannot be checked).
+    eps : > 0, added to the denominator.
+    chunk_size : positive int, the chunk length ``C`` (default 64, tuned on CPU for d = 64).
+
+    Returns
+    -------
+    (..., n, dv)
+
+    Raises
+    ------
+    TypeError
+        Non-tensor or non-floating inputs, bad ``feature_map`` type, non-integer ``chunk_size``.
+    ValueError
+        NaN inputs, mismatched shapes, ``n != m``, ``eps <= 0``, ``chunk_size < 1``, an unknown
+        feature map name or ``"softmax"``.
+
+    Equals the masked quadratic form (:func:`general_attention` with ``causal=True``) to 1e-5 in
+    float32, and :func:`causal_linear_attention_recurrent` (the post's RNN form).
+    Source: https://kexue.fm/archives/7546, "autoregressive generation" (the S_i, z_i recurrence);
+    arXiv:2006.16236, eqs. (8)-(12).
+    """
+    _check_qkv(q, k, v, causal=True)
+    eps = check_positive_real(eps, "eps")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if feature_map == "softmax":
+        raise ValueError(
+            "feature_map='softmax' (Efficient Attention) normalises the keys over the whole sequence, "
+            "so it cannot be causal; use 'elu+1', '1+qk' or a per-position callable"
+        )
+    fq, fk = _features(q, k, feature_map)
+    return _causal_chunked(fq, fk, v, eps, chunk_size)
+
+
+def causal_linear_attention_recurrent(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    feature_map: FeatureMap = "elu+1",
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    r"""The post's RNN form of causal linear attention, one position at a time:
+    :math:`S_i = S_{i-1} + \varphi(k_i)v_i^\top`, :math:`z_i = z_{i-1} + \varphi(k_i)`,
+    :math:`\mathrm{out}_i = \phi(q_i)^\top S_i/(\phi(q_i)^\top z_i + \varepsilon)`.
+
+    A readable reference (a Python loop over the ``n`` positions; O(D·dv) state memory), as used for
+    decoding. Use :func:`causal_linear_attention` for speed.
+
+    q, k : (..., n, d). v : (..., n, dv). Returns (..., n, dv).
+    Raises as :func:`causal_linear_attention`.
+    Source: https://kexue.fm/archives/7546, the recurrence for S_i, z_i.
+    """
+    _check_qkv(q, k, v, causal=True)
+    eps = check_positive_real(eps, "eps")
+    if feature_map == "softmax":
+        raise ValueError("feature_map='softmax' cannot be causal (see causal_linear_attention)")
+    fq, fk = _features(q, k, feature_map)
+    batch = torch.broadcast_shapes(fq.shape[:-2], fk.shape[:-2], v.shape[:-2])
+    D, dv = fq.shape[-1], v.shape[-1]
+    S = fq.new_zeros(*batch, D, dv)  # S_0 = 0
+    z = fq.new_zeros(*batch, D)  # z_0 = 0
+    outs = []
+    for i in range(q.shape[-2]):
+        S = S + fk[..., i, :, None] * v[..., i, None, :]  # S_i = S_{i-1} + varphi(k_i) v_i^T
+        z = z + fk[..., i, :]  # z_i = z_{i-1} + varphi(k_i)
+        num = (fq[..., i, :, None] * S).sum(-2)  # phi(q_i)^T S_i
+        den = (fq[..., i, :] * z).sum(-1, keepdim=True)  # phi(q_i)^T z_i
+        outs.append(num / (den + eps))
+    return torch.stack(outs, dim=-2)
+
+
+# ----------------------------------------------------------------------------------------------
+# the two other linear-cost forms the post discusses
+# ----------------------------------------------------------------------------------------------
+def efficient_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""Efficient Attention (Shen et al.): :math:`\mathrm{softmax}_2(Q)\,\mathrm{softmax}_1(K)^\top V`,
+    softmax over ``d`` for the queries and over the sequence axis for the keys. No denominator is
+    needed: each row of :math:`\mathrm{softmax}_2(Q)\mathrm{softmax}_1(K)^\top` sums to 1.
+
+    q : (..., n, d). k : (..., m, d). v : (..., m, dv). Returns (..., n, dv). Non-causal.
+    Raises ``TypeError``/``ValueError`` as :func:`linear_attention`.
+    Source: https://kexue.fm/archives/7546, "clever use of softmax"; arXiv:1812.01243, eq. (3).
+    """
+    _check_qkv(q, k, v)
+    return torch.softmax(q, dim=-1) @ (torch.softmax(k, dim=-2).mT @ v)  # (n,d) @ ((d,m) @ (m,dv))
+
+
+def linformer_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    e: torch.Tensor,
+    f: torch.Tensor,
+    *,
+    scale: float | None = None,
+) -> torch.Tensor:
+    r"""Linformer attention :math:`\mathrm{softmax}(\lambda\, Q (EK)^\top)\, FV` with ``E, F`` of shape
+    ``(p, n)`` projecting along the sequence axis (the post's ``m x n``; here ``p`` to keep ``m``
+    for the number of keys).
+
+    Because ``EK`` and ``FV`` mix all positions, output ``i`` depends on inputs ``j > i``: the form
+    has no causal version (the post's remark, shown by a Jacobian in the chapter).
+
+    q : (..., n, d). k : (..., n, d). v : (..., n, dv). e, f : (p, n). scale : λ, default ``1/sqrt(d)``.
+    Returns (..., n, dv).
+    Raises ``ValueError`` if ``e``/``f`` are not ``(p, n)`` with the same ``p``, plus the errors of
+    :func:`linear_attention` for q, k, v.
+    Source: https://kexue.fm/archives/7546, "Linformer"; arXiv:2006.04768, eq. (7).
+    """
+    _check_qkv(q, k, v)
+    check_tensor(e, "e", min_dim=2)
+    check_tensor(f, "f", min_dim=2)
+    n = k.shape[-2]
+    if e.dim() != 2 or f.dim() != 2 or e.shape != f.shape or e.shape[1] != n:
+        raise ValueError(f"e and f must both have shape (p, n={n}), got {tuple(e.shape)} and {tuple(f.shape)}")
+    lam = 1.0 / math.sqrt(q.shape[-1]) if scale is None else check_positive_real(scale, "scale")
+    ek = e @ k  # (..., p, d): projected keys
+    fv = f @ v  # (..., p, dv): projected values
+    return torch.softmax(lam * (q @ ek.mT), dim=-1) @ fv  # (..., n, p) @ (..., p, dv)

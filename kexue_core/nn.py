@@ -202,14 +202,10 @@ class TinyTransformer(nn.Module):
     layer of BERT), layer ``l = 1..L`` computes ``Q_l = Layer_l(Q_{l-1}, KV_l; M)`` and the logits are
     ``Q_L W_out + b``:
 
-    =====================  =================================  ==============================
-    ``query_input``        ``Q_0``
-    ``"tokens"``           ``X`` (BERT)
-    ``"positions"``        ``LN(P)``: no token content (T-TA)
-    ``kv_input``           ``KV_1``                           ``KV_l``, ``l >= 2``
-    ``"previous"``         ``X``                              ``Q_{l-1}`` (BERT)
-    ``"embeddings"``       ``X``                              ``X`` (T-TA: shared by all layers)
-    =====================  =================================  ==============================
+    - ``query_input="tokens"``: ``Q_0 = X`` (BERT); ``"positions"``: ``Q_0 = LN(P)``, no token
+      content (T-TA).
+    - ``kv_input="previous"``: ``KV_1 = X`` and ``KV_l = Q_{l-1}`` for ``l >= 2`` (BERT);
+      ``"embeddings"``: ``KV_l = X`` for every layer (T-TA).
 
     and ``M = no_self_attention_mask(n)`` if ``no_self_attention`` else no mask. T-TA is
     ``("positions", "embeddings", True)`` (:class:`TTAEncoder`); BERT is ``("tokens", "previous",

@@ -11,6 +11,30 @@ from .softmax import (
     mean_field_entropy_lower_bound,
     softmax_attention,
 )
+from .rotary import rotary_embedding
+from .performer import (
+    chi_quantile_norms,
+    draw_random_features,
+    performer_attention,
+    positive_random_features,
+    random_feature_relative_variance,
+    softmax_kernel_estimate,
+    trigonometric_random_features,
+)
+from .heads import multi_head_attention, talking_heads_attention, talking_heads_logits
+from .masks import causal_mask, no_self_attention_mask
+from .linear import (
+    causal_linear_attention,
+    causal_linear_attention_recurrent,
+    cosine_feature_map,
+    efficient_attention,
+    elu_feature_map,
+    general_attention,
+    linear_attention,
+    linformer_attention,
+    resolve_feature_maps,
+    softmax_feature_map,
+)
 
 __all__ = [
     "softmax_attention",
@@ -18,4 +42,27 @@ __all__ = [
     "entropy_invariant_scale",
     "entropy_invariant_attention",
     "mean_field_entropy_lower_bound",
+    "rotary_embedding",
+    "draw_random_features",
+    "chi_quantile_norms",
+    "positive_random_features",
+    "trigonometric_random_features",
+    "softmax_kernel_estimate",
+    "random_feature_relative_variance",
+    "performer_attention",
+    "multi_head_attention",
+    "talking_heads_logits",
+    "talking_heads_attention",
+    "no_self_attention_mask",
+    "causal_mask",
+    "elu_feature_map",
+    "softmax_feature_map",
+    "cosine_feature_map",
+    "resolve_feature_maps",
+    "general_attention",
+    "linear_attention",
+    "causal_linear_attention",
+    "causal_linear_attention_recurrent",
+    "efficient_attention",
+    "linformer_attention",
 ]

@@ -7,6 +7,7 @@ and head dimensions leading; boolean masks are ``(..., n, m)`` with ``True`` = m
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -57,7 +58,8 @@ def softmax_attention(q, k, v, *, scale=None, mask=None):
     TypeError
         Non-tensor or non-floating inputs, or a non-boolean mask.
     ValueError
-        NaN inputs, mismatched ``d`` or ``m``, or a mask row with no allowed key.
+        NaN inputs, mismatched ``d`` or ``m``, a non-finite scale, a mask that does not broadcast
+        to ``(..., n, m)``, or a mask row with no allowed key.
 
     Equals ``torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)``
     (tested to 1e-6 in float32). Source: Vaswani et al. (2017), eq. (1); https://kexue.fm/archives/8823.
@@ -66,10 +68,23 @@ def softmax_attention(q, k, v, *, scale=None, mask=None):
     d = q.shape[-1]
     if scale is None:
         scale = 1.0 / math.sqrt(d)
+    elif isinstance(scale, torch.Tensor):
+        check_tensor(scale, "scale")
+        if not torch.isfinite(scale).all():
+            raise ValueError("scale must be finite")
+        scale = scale.to(q.dtype)
+    elif isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be None, a real number or a tensor, got {type(scale).__name__}")
+    elif not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
     logits = torch.matmul(q, k.transpose(-2, -1)) * scale  # (..., n, m): λ q_i·k_j
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             raise TypeError("mask must be a boolean tensor (True = may attend)")
+        try:
+            mask = torch.broadcast_to(mask, logits.shape)
+        except RuntimeError as e:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {tuple(logits.shape)}") from e
         if not mask.any(dim=-1).all():
             raise ValueError("mask has a query row with no allowed key")
         logits = logits.masked_fill(~mask, float("-inf"))
@@ -80,7 +95,8 @@ def softmax_attention(q, k, v, *, scale=None, mask=None):
 def attention_entropy(probs):
     r"""Shannon entropy of each attention row, in nats: :math:`H_i = -\sum_j a_{ij}\log a_{ij}`.
 
-    probs : (..., n, m), rows summing to 1 (within 1e-6 relative to the dtype). Returns (..., n).
+    probs : (..., n, m), rows summing to 1 (within ``max(1e-6, 16 eps sqrt(m))``, eps the dtype's
+    machine epsilon). Returns (..., n).
     ``0·log 0`` is taken as 0 (``torch.special.entr``).
 
     Raises ``ValueError`` if an entry is negative or NaN, or if a row does not sum to 1;
@@ -90,8 +106,9 @@ def attention_entropy(probs):
     check_tensor(probs, "probs", min_dim=1)
     if (probs < 0).any():
         raise ValueError("probs has negative entries")
-    tol = 1e-6 if probs.dtype != torch.float16 and probs.dtype != torch.bfloat16 else 1e-2
-    if not torch.allclose(probs.sum(-1), torch.ones((), dtype=probs.dtype), atol=tol * probs.shape[-1] ** 0.5):
+    m = probs.shape[-1]
+    tol = max(1e-6, 16 * torch.finfo(probs.dtype).eps * m**0.5)  # round-off of a sum of m terms
+    if not torch.allclose(probs.sum(-1), torch.ones((), dtype=probs.dtype), rtol=0.0, atol=tol):
         raise ValueError("probs rows must sum to 1")
     return torch.special.entr(probs).sum(-1)
 
@@ -156,10 +173,12 @@ def mean_field_entropy_lower_bound(scores, lam: float):
     over-estimate, so the result never exceeds the true entropy (equality iff all scores are equal).
 
     scores : (..., n) logits before scaling. lam : the scale λ > 0. Returns (...), nats.
-    Raises ``ValueError`` for NaN scores or λ <= 0. Source: https://kexue.fm/archives/9034.
+    Raises ``ValueError`` for NaN scores or λ <= 0 (or infinite); ``TypeError`` for a non-real λ. Source: https://kexue.fm/archives/9034.
     """
     check_tensor(scores, "scores", min_dim=1)
-    if not lam > 0:
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"lam must be a real number, got {type(lam).__name__}")
+    if not (lam > 0 and math.isfinite(lam)):
         raise ValueError(f"lam must be > 0, got {lam}")
     n = scores.shape[-1]
     return math.log(n) - lam * (scores.amax(-1) - scores.mean(-1))

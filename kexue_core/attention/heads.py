@@ -78,6 +78,11 @@ def multi_head_attention(
     with :math:`\lambda` = ``scale`` (default :math:`1/\sqrt{d_k}`; it uses the key_size, not the
     head_size). Each head is one call of :func:`softmax_attention`.
 
+    Given the same weights, equals ``torch.nn.MultiheadAttention`` (``batch_first=True``,
+    ``in_proj_weight = cat([w_q, w_k, w_v], 1).T``, ``out_proj.weight = w_o.T``, ``attn_mask = ~mask``)
+    when ``d_k = d_v = d_model/h`` (tested to 1e-10 in float64). Source: https://kexue.fm/archives/7325,
+    eqs. (1)-(2); Vaswani et al. (2017), section 3.2.2.
+
     Parameters
     ----------
     x_q : (..., n, d_q) query inputs.
@@ -105,11 +110,6 @@ def multi_head_attention(
     ValueError
         NaN inputs, ``num_heads < 1``, widths not divisible by ``num_heads``, mismatched shapes,
         or a mask row with no allowed key.
-
-    Given the same weights, equals ``torch.nn.MultiheadAttention`` (``batch_first=True``,
-    ``in_proj_weight = cat([w_q, w_k, w_v], 1).T``, ``out_proj.weight = w_o.T``, ``attn_mask = ~mask``)
-    when ``d_k = d_v = d_model/h`` (tested to 1e-10 in float64). Source: https://kexue.fm/archives/7325,
-    eqs. (1)-(2); Vaswani et al. (2017), section 3.2.2.
     """
     h = check_positive_int(num_heads, "num_heads")
     check_tensor(x_q, "x_q", min_dim=2)
@@ -222,6 +222,9 @@ def talking_heads_attention(
     (:math:`J^{(a)} = \sum_b \lambda_{ab}\hat J^{(b)}`) is ``pre_mix.T``. With ``pre_mix`` and
     ``post_mix`` identity matrices this is plain multi-head attention.
 
+    Source: https://kexue.fm/archives/7325 (pre-softmax mixing only, scale omitted there);
+    Shazeer et al. (2020), arXiv:2003.02436, section 4 (pseudo-code with ``P_l``, ``P_w``).
+
     Parameters
     ----------
     q : (..., h_k, n, d_k) queries of the h_k logit heads.
@@ -248,9 +251,6 @@ def talking_heads_attention(
         NaN inputs; mismatched key sizes or key counts; heads of ``q``/``k`` != ``pre_mix.shape[-2]``;
         ``post_mix.shape[-2] != pre_mix.shape[-1]``; heads of ``v`` != ``post_mix.shape[-1]`` (or
         ``pre_mix.shape[-1]`` without ``post_mix``); a mask row with no allowed key.
-
-    Source: https://kexue.fm/archives/7325 (pre-softmax mixing only, scale omitted there);
-    Shazeer et al. (2020), arXiv:2003.02436, section 4 (pseudo-code with ``P_l``, ``P_w``).
     """
     check_tensor(v, "v", min_dim=3)
     logits = talking_heads_logits(q, k, pre_mix, scale=scale)  # (..., h, n, m)

@@ -189,15 +189,35 @@ def general_attention(
     r"""The post's general attention, evaluated the O(n²) way:
     :math:`\mathrm{out}_i = \sum_j \mathrm{sim}(q_i,k_j) v_j / (\sum_j \mathrm{sim}(q_i,k_j) + \varepsilon)`.
 
-    q : (..., n, d). k : (..., m, d). v : (..., m, dv).
-    sim : callable ``(q, k) -> (..., n, m)`` of non-negative similarities, e.g.
+    Parameters
+    ----------
+    q : (..., n, d)
+        Queries.
+    k : (..., m, d)
+        Keys.
+    v : (..., m, dv)
+        Values.
+    sim : callable
+        ``(q, k) -> (..., n, m)`` non-negative similarities, e.g.
         ``lambda q, k: torch.exp(q @ k.mT)`` (softmax attention without the scale).
-    causal : if True, key ``j`` is visible to query ``i`` only when ``j <= i`` (needs ``n == m``).
-    eps : added to the denominator (default 0; use the same ``eps`` as a linear form to compare).
+    causal : bool
+        If True, key ``j`` is visible to query ``i`` only when ``j <= i`` (needs ``n == m``).
+    eps : float
+        Added to the denominator (default 0; use the same ``eps`` as a linear form to compare).
 
-    Returns (..., n, dv). Memory O(n·m).
-    Raises ``ValueError`` for mismatched shapes, NaN input, a negative ``eps``, a ``sim`` that
-    returns the wrong shape or negative values; ``TypeError`` for non-tensors.
+    Returns
+    -------
+    (..., n, dv)
+        Memory O(n·m).
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, NaN input, a negative ``eps``, a ``sim`` that returns the wrong shape or
+        negative values.
+    TypeError
+        Non-tensors.
+
     Source: https://kexue.fm/archives/7546, the general definition (eq. gen-att).
     """
     _check_qkv(q, k, v, causal=causal)
@@ -230,6 +250,10 @@ def linear_attention(
     The ``D x dv`` matrix :math:`\varphi(K)^\top V` is formed first (associativity), so time is
     O(n·D·dv) and memory O(n·(D + dv) + D·dv), never O(n²).
 
+    Equals :func:`general_attention` with ``sim = phi(q)·varphi(k)`` (tested to 1e-12 in float64)
+    and ``performer_pytorch``'s ``linear_attention`` on the same features.
+    Source: https://kexue.fm/archives/7546, kernel form (eq. gen-att-2); arXiv:2006.16236, eq. (6).
+
     Parameters
     ----------
     q : (..., n, d)
@@ -238,10 +262,12 @@ def linear_attention(
         Keys.
     v : (..., m, dv)
         Values.
-    feature_map : ``"elu+1"`` (default), ``"softmax"`` (Efficient Attention), ``"1+qk"`` (the
+    feature_map : str, callable or pair
+        ``"elu+1"`` (default), ``"softmax"`` (Efficient Attention), ``"1+qk"`` (the
         post's :math:`1 + \hat q^\top\hat k`), a callable, or a pair ``(phi, varphi)``; see the module
         docstring. The maps must return non-negative features.
-    eps : > 0, added to the denominator (guards rows whose similarities are all ~0).
+    eps : float
+        > 0, added to the denominator (guards rows whose similarities are all ~0).
 
     Returns
     -------
@@ -253,10 +279,6 @@ def linear_attention(
         Non-tensor or non-floating inputs, a ``feature_map`` of the wrong type, a non-real ``eps``.
     ValueError
         NaN inputs, mismatched ``d``/``m``/batch dims, unknown ``feature_map`` name, ``eps <= 0``.
-
-    Equals :func:`general_attention` with ``sim = phi(q)·varphi(k)`` (tested to 1e-12 in float64)
-    and ``performer_pytorch``'s ``linear_attention`` on the same features.
-    Source: https://kexue.fm/archives/7546, kernel form (eq. gen-att-2); arXiv:2006.16236, eq. (6).
     """
     _check_qkv(q, k, v)
     eps = check_positive_real(eps, "eps")
@@ -321,18 +343,26 @@ def causal_linear_attention(
     O(n·D·dv) of a cumsum over positions nor the O(n²) of the masked form. The result does not
     depend on ``chunk_size`` (beyond round-off).
 
+    Equals the masked quadratic form (:func:`general_attention` with ``causal=True``) to 1e-5 in
+    float32, and :func:`causal_linear_attention_recurrent` (the post's RNN form).
+    Source: https://kexue.fm/archives/7546, "autoregressive generation" (the S_i, z_i recurrence);
+    arXiv:2006.16236, eqs. (8)-(12).
+
     Parameters
     ----------
     q, k : (..., n, d)
         Queries and keys; causal attention needs as many queries as keys.
     v : (..., n, dv)
         Values.
-    feature_map : ``"elu+1"`` (default), ``"1+qk"``, a callable or a pair; see the module
+    feature_map : str, callable or pair
+        ``"elu+1"`` (default), ``"1+qk"``, a callable or a pair; see the module
         docstring. ``"softmax"`` is rejected: its key map :math:`\mathrm{softmax}_1(K)` normalises
         over the whole sequence and would leak future keys. A callable must act on each position
         separately (this cannot be checked).
-    eps : > 0, added to the denominator.
-    chunk_size : positive int, the chunk length ``C`` (default 64, tuned on CPU for d = 64).
+    eps : float
+        > 0, added to the denominator.
+    chunk_size : int
+        Positive, the chunk length ``C`` (default 64, tuned on CPU for d = 64).
 
     Returns
     -------
@@ -345,11 +375,6 @@ def causal_linear_attention(
     ValueError
         NaN inputs, mismatched shapes, ``n != m``, ``eps <= 0``, ``chunk_size < 1``, an unknown
         feature map name or ``"softmax"``.
-
-    Equals the masked quadratic form (:func:`general_attention` with ``causal=True``) to 1e-5 in
-    float32, and :func:`causal_linear_attention_recurrent` (the post's RNN form).
-    Source: https://kexue.fm/archives/7546, "autoregressive generation" (the S_i, z_i recurrence);
-    arXiv:2006.16236, eqs. (8)-(12).
     """
     _check_qkv(q, k, v, causal=True)
     eps = check_positive_real(eps, "eps")

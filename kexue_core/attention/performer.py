@@ -74,6 +74,9 @@ def draw_random_features(
 ) -> torch.Tensor:
     r"""Draw the projection matrix ``W`` (rows :math:`\omega_i`) of Performer's random features.
 
+    Sources: https://kexue.fm/archives/7921 ("orthogonalisation"); arXiv:2009.14794 Sec. 2.4;
+    Yu et al. (2016) and arXiv:1703.00864 for orthogonal random features.
+
     Parameters
     ----------
     m : int
@@ -103,9 +106,6 @@ def draw_random_features(
         ``m < 1``, ``d < 1`` or an unknown ``kind``.
     TypeError
         Non-integer sizes.
-
-    Sources: https://kexue.fm/archives/7921 ("orthogonalisation"); arXiv:2009.14794 Sec. 2.4;
-    Yu et al. (2016) and arXiv:1703.00864 for orthogonal random features.
     """
     m = check_positive_int(m, "m")
     d = check_positive_int(d, "d")

@@ -37,6 +37,9 @@ def softmax_attention(q, k, v, *, scale=None, mask=None):
 
     .. math:: \mathrm{out} = \mathrm{softmax}(\lambda\, q k^\top)\, v,\qquad \lambda = \text{scale}
 
+    Equals ``torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)``
+    (tested to 1e-6 in float32). Source: Vaswani et al. (2017), eq. (1); https://kexue.fm/archives/8823.
+
     Parameters
     ----------
     q : (..., n, d) queries.
@@ -60,9 +63,6 @@ def softmax_attention(q, k, v, *, scale=None, mask=None):
     ValueError
         NaN inputs, mismatched ``d`` or ``m``, a non-finite scale, a mask that does not broadcast
         to ``(..., n, m)``, or a mask row with no allowed key.
-
-    Equals ``torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)``
-    (tested to 1e-6 in float32). Source: Vaswani et al. (2017), eq. (1); https://kexue.fm/archives/8823.
     """
     _check_qkv(q, k, v)
     d = q.shape[-1]

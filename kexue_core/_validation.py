@@ -39,3 +39,24 @@ def check_positive_real(x, name: str, *, allow_zero: bool = False) -> float:
     if x < 0 or (x == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {x}")
     return x
+
+
+def check_qkv(q, k, v, *, causal: bool = False) -> None:
+    """Check attention inputs ``q: (..., n, d)``, ``k: (..., m, d)``, ``v: (..., m, dv)`` (floating, no
+    NaN, matching ``d`` and ``m``, non-empty, broadcastable batch dims; ``n == m`` if ``causal``);
+    raise ``TypeError``/``ValueError`` naming the problem."""
+    check_tensor(q, "q", min_dim=2)
+    check_tensor(k, "k", min_dim=2)
+    check_tensor(v, "v", min_dim=2)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must share the last dimension d, got {q.shape[-1]} and {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same number of keys m, got {k.shape[-2]} and {v.shape[-2]}")
+    if q.shape[-1] == 0 or k.shape[-2] == 0 or v.shape[-1] == 0:
+        raise ValueError("d, m and dv must be >= 1")
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"causal attention needs as many queries as keys, got {q.shape[-2]} and {k.shape[-2]}")
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError as exc:
+        raise ValueError(f"batch dimensions of q, k, v do not broadcast: {exc}") from None

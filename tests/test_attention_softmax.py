@@ -84,6 +84,8 @@ def test_tensor_scale_per_query_row():
         ({"q": torch.zeros(3, 4), "k": torch.zeros(5, 4), "v": torch.zeros(5, 2), "mask": torch.zeros(3, 5, dtype=torch.bool)}, ValueError),
         ({"q": torch.zeros(3, 4), "k": torch.zeros(5, 4), "v": torch.zeros(5, 2), "scale": math.nan}, ValueError),
         ({"q": torch.zeros(3, 4), "k": torch.zeros(5, 4), "v": torch.zeros(5, 2), "scale": "0.5"}, TypeError),
+        ({"q": torch.zeros(2, 3, 4), "k": torch.zeros(3, 5, 4), "v": torch.zeros(3, 5, 2)}, ValueError),  # batch
+        ({"q": torch.zeros(3, 4), "k": torch.zeros(0, 4), "v": torch.zeros(0, 2)}, ValueError),  # no keys
     ],
 )
 def test_softmax_attention_bad_input(kwargs, err):

@@ -45,7 +45,7 @@ from typing import Callable, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_positive_int, check_positive_real, check_tensor
+from .._validation import check_positive_int, check_positive_real, check_qkv, check_tensor
 
 __all__ = [
     "elu_feature_map",
@@ -142,27 +142,6 @@ def resolve_feature_maps(feature_map: FeatureMap) -> tuple[Callable, Callable]:
     raise TypeError(f"feature_map must be a string, a callable or a pair of callables, got {type(feature_map).__name__}")
 
 
-# ----------------------------------------------------------------------------------------------
-# argument checks
-# ----------------------------------------------------------------------------------------------
-def _check_qkv(q, k, v, *, causal: bool = False) -> None:
-    check_tensor(q, "q", min_dim=2)
-    check_tensor(k, "k", min_dim=2)
-    check_tensor(v, "v", min_dim=2)
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share the last dimension d, got {q.shape[-1]} and {k.shape[-1]}")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same number of keys m, got {k.shape[-2]} and {v.shape[-2]}")
-    if q.shape[-1] == 0 or k.shape[-2] == 0 or v.shape[-1] == 0:
-        raise ValueError("d, m and dv must be >= 1")
-    if causal and q.shape[-2] != k.shape[-2]:
-        raise ValueError(f"causal attention needs as many queries as keys, got {q.shape[-2]} and {k.shape[-2]}")
-    try:
-        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except RuntimeError as exc:
-        raise ValueError(f"batch dimensions of q, k, v do not broadcast: {exc}") from None
-
-
 def _features(q, k, feature_map):
     phi, varphi = resolve_feature_maps(feature_map)
     fq, fk = phi(q), varphi(k)
@@ -220,7 +199,7 @@ def general_attention(
 
     Source: https://kexue.fm/archives/7546, the general definition (eq. gen-att).
     """
-    _check_qkv(q, k, v, causal=causal)
+    check_qkv(q, k, v, causal=causal)
     eps = check_positive_real(eps, "eps", allow_zero=True)
     w = sim(q, k)  # (..., n, m): sim(q_i, k_j)
     if not isinstance(w, torch.Tensor) or w.shape[-2:] != (q.shape[-2], k.shape[-2]):
@@ -280,7 +259,7 @@ def linear_attention(
     ValueError
         NaN inputs, mismatched ``d``/``m``/batch dims, unknown ``feature_map`` name, ``eps <= 0``.
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     eps = check_positive_real(eps, "eps")
     fq, fk = _features(q, k, feature_map)  # (..., n, D), (..., m, D)
     kv = fk.mT @ v  # (..., D, dv): sum_j varphi(k_j) v_j^T
@@ -376,7 +355,7 @@ def causal_linear_attention(
         NaN inputs, mismatched shapes, ``n != m``, ``eps <= 0``, ``chunk_size < 1``, an unknown
         feature map name or ``"softmax"``.
     """
-    _check_qkv(q, k, v, causal=True)
+    check_qkv(q, k, v, causal=True)
     eps = check_positive_real(eps, "eps")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
     if feature_map == "softmax":
@@ -407,7 +386,7 @@ def causal_linear_attention_recurrent(
     Raises as :func:`causal_linear_attention`.
     Source: https://kexue.fm/archives/7546, the recurrence for S_i, z_i.
     """
-    _check_qkv(q, k, v, causal=True)
+    check_qkv(q, k, v, causal=True)
     eps = check_positive_real(eps, "eps")
     if feature_map == "softmax":
         raise ValueError("feature_map='softmax' cannot be causal (see causal_linear_attention)")
@@ -438,7 +417,7 @@ def efficient_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     Raises ``TypeError``/``ValueError`` as :func:`linear_attention`.
     Source: https://kexue.fm/archives/7546, "clever use of softmax"; arXiv:1812.01243, eq. (3).
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     return torch.softmax(q, dim=-1) @ (torch.softmax(k, dim=-2).mT @ v)  # (n,d) @ ((d,m) @ (m,dv))
 
 
@@ -464,7 +443,7 @@ def linformer_attention(
     :func:`linear_attention` for q, k, v.
     Source: https://kexue.fm/archives/7546, "Linformer"; arXiv:2006.04768, eq. (7).
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     check_tensor(e, "e", min_dim=2)
     check_tensor(f, "f", min_dim=2)
     n = k.shape[-2]

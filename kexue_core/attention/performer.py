@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from .._validation import check_positive_int, check_positive_real, check_tensor
+from .._validation import check_positive_int, check_positive_real, check_qkv, check_tensor
 from .linear import causal_linear_attention, linear_attention
 
 __all__ = [
@@ -292,13 +292,7 @@ def performer_attention(
     for non-floating tensors or a non-real scale. Source: https://kexue.fm/archives/7921;
     arXiv:2009.14794, Alg. 1.
     """
-    check_tensor(q, "q", min_dim=2)
-    check_tensor(k, "k", min_dim=2)
-    check_tensor(v, "v", min_dim=2)
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share the last dimension d, got {q.shape[-1]} and {k.shape[-1]}")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same number of keys, got {k.shape[-2]} and {v.shape[-2]}")
+    check_qkv(q, k, v, causal=causal)
     d = q.shape[-1]
     scale = 1.0 / math.sqrt(d) if scale is None else check_positive_real(scale, "scale")
     r = math.sqrt(scale)

@@ -11,7 +11,7 @@ import numbers
 
 import torch
 
-from .._validation import check_positive_int, check_tensor
+from .._validation import check_positive_int, check_qkv, check_tensor
 
 __all__ = [
     "softmax_attention",
@@ -20,16 +20,6 @@ __all__ = [
     "entropy_invariant_attention",
     "mean_field_entropy_lower_bound",
 ]
-
-
-def _check_qkv(q, k, v):
-    check_tensor(q, "q", min_dim=2)
-    check_tensor(k, "k", min_dim=2)
-    check_tensor(v, "v", min_dim=2)
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share the last dimension d, got {q.shape[-1]} and {k.shape[-1]}")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same number of keys m, got {k.shape[-2]} and {v.shape[-2]}")
 
 
 def softmax_attention(q, k, v, *, scale=None, mask=None):
@@ -64,7 +54,7 @@ def softmax_attention(q, k, v, *, scale=None, mask=None):
         NaN inputs, mismatched ``d`` or ``m``, a non-finite scale, a mask that does not broadcast
         to ``(..., n, m)``, or a mask row with no allowed key.
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     d = q.shape[-1]
     if scale is None:
         scale = 1.0 / math.sqrt(d)
@@ -152,7 +142,7 @@ def entropy_invariant_attention(q, k, v, *, train_len: int = 512, causal: bool =
     Raises ``ValueError`` for ``causal`` with ``n != m`` and the errors of :func:`softmax_attention`.
     Source: https://kexue.fm/archives/8823.
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     n, m, d = q.shape[-2], k.shape[-2], q.shape[-1]
     if causal:
         if n != m:

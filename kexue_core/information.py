@@ -259,7 +259,7 @@ def fit_joint_softmax(
 
     (the cross-entropy minus the data entropy :math:`\tilde H`, so the loss is 0 only if the model
     reproduces :math:`\tilde p` exactly). No biases, no norm constraint: exactly the post's model.
-    ``U`` and ``V`` start i.i.d. :math:`\mathcal N(0, \text{init\_std}^2)`; Adam runs ``steps``
+    ``U`` and ``V`` start i.i.d. :math:`\mathcal N(0, \text{init\_std}^2)` (``U`` drawn first); Adam runs ``steps``
     full-batch steps with a cosine learning-rate decay from ``lr`` to 0.
 
     Parameters

@@ -235,3 +235,10 @@ def test_talking_heads_bad_input():
         talking_heads_attention(q, k, v, eye3, mask=torch.ones(5, 6))
     with pytest.raises(ValueError):
         talking_heads_attention(q, k, v, eye3, mask=torch.zeros(5, 6, dtype=torch.bool))
+
+
+def test_talking_heads_mask_row_without_keys_is_rejected():
+    q = torch.zeros(2, 2, 4, dtype=DT)  # (h, n, d_k)
+    mask = torch.tensor([[True, True], [False, False]])
+    with pytest.raises(ValueError):
+        talking_heads_attention(q, q, q, torch.eye(2, dtype=DT), mask=mask)

@@ -284,3 +284,19 @@ def test_feature_functions_bad_input():
         random_feature_relative_variance(x[0], x[0], 0)
     with pytest.raises(ValueError):
         chi_quantile_norms(0, 3)
+
+
+def test_features_of_a_single_vector():
+    # x: (d,) is allowed and gives the same features as the row of a (1, d) batch, for every stabiliser
+    W = draw_random_features(16, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    x = torch.randn(4, dtype=F64, generator=torch.Generator().manual_seed(1))
+    for stabilize in (None, "row", "all"):
+        one = positive_random_features(x, W, stabilize=stabilize)
+        assert one.shape == (16,)
+        torch.testing.assert_close(one, positive_random_features(x[None], W, stabilize=stabilize)[0], rtol=0, atol=1e-15)
+
+
+def test_relative_variance_default_is_one_feature():
+    q = torch.tensor([0.3, -0.2], dtype=F64)
+    k = torch.tensor([0.1, 0.4], dtype=F64)
+    assert random_feature_relative_variance(q, k).item() == pytest.approx(math.expm1(0.4**2 + 0.2**2), rel=1e-14)

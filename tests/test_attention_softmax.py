@@ -253,3 +253,18 @@ def test_lower_bound_holds_on_random_scores():
 def test_lower_bound_bad_input(s, lam, err):
     with pytest.raises(err):
         mean_field_entropy_lower_bound(s, lam)
+
+
+def test_mask_row_without_keys_is_rejected_even_if_every_key_is_used():
+    # row 1 may attend nowhere, though every key column is allowed by some row
+    q, k, v = torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 3)
+    mask = torch.tensor([[True, True], [False, False]])
+    with pytest.raises(ValueError):
+        softmax_attention(q, k, v, mask=mask)
+
+
+def test_entropy_of_a_single_distribution_and_shortest_train_len():
+    p = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    assert attention_entropy(p).item() == pytest.approx(1.5 * math.log(2), rel=1e-14)
+    # train_len = 2 is the smallest that has a log: the scale at n = 2 is 1/sqrt(d)
+    assert entropy_invariant_scale(2, 16, train_len=2) == pytest.approx(0.25, rel=1e-14)

@@ -252,3 +252,32 @@ def test_bound_attained_for_one_linear_layer_with_scalar_output():
     lhs, rhs = gradient_penalty_inequality(m, x, lambda out: out[:, 0])
     torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=0)
     torch.testing.assert_close(rhs, 1 + (x**2).sum(1), rtol=1e-12, atol=0)
+
+
+def test_f_is_checked_on_the_model_output():
+    # f may only make sense on the output (width 3), not on the last hidden layer (width 5)
+    torch.manual_seed(0)
+    model = MLP([4, 5, 3]).to(DT)
+    x = torch.randn(B, 4, dtype=DT)
+    c = torch.tensor([1.0, -2.0, 0.5], dtype=DT)
+    f = lambda out: out @ c  # noqa: E731
+    assert input_gradients(model, x, f).shape == (B, 4)
+    assert per_sample_grads(model, x, f)["layers.0.weight"].shape == (B, 5, 4)
+
+
+def test_zero_jacobian_layer_gives_zero_not_nan():
+    # a layer whose input does not depend on x (‖W‖²‖J‖² = 0) contributes 0 to the scaled terms
+    terms = GradientPenaltyTerms(
+        grad_x_sq=torch.tensor([0.0, 2.0], dtype=DT),
+        h_sq=torch.ones(2, 2, dtype=DT),
+        weight_norm_sq=torch.tensor([1.0, 3.0], dtype=DT),
+        jacobian_norm_sq=torch.tensor([[0.0, 1.0], [2.0, 0.0]], dtype=DT),
+        grad_weight_sq=torch.ones(2, 2, dtype=DT),
+        grad_bias_sq=torch.ones(2, 2, dtype=DT),
+        has_bias=True,
+        norm="spectral",
+    )
+    lhs = terms.weight_lhs
+    assert torch.isfinite(lhs).all()
+    assert lhs[0, 0] == 0 and lhs[1, 1] == 0
+    assert lhs[1, 0] == pytest.approx(2.0 * 1.0 / (1.0 * 2.0))

@@ -281,3 +281,41 @@ def test_fit_joint_softmax_bad_input(counts, kwargs, exc):
     dim = kwargs.pop("dim")
     with pytest.raises(exc):
         fit_joint_softmax(counts, dim, **kwargs)
+
+
+def test_min_embedding_dim_smallest_vocabulary():
+    # N = 2 is the smallest allowed vocabulary. There 2 log 2 - KL(n=2) = 0.815 nats > 0, so the
+    # exact root exists (n = 5.42) and solves 2 log N = KL(vMF_n(n) || uniform).
+    root = min_embedding_dim(2, method="exact")
+    assert root > 2
+    assert vmf_kl_to_uniform(root, root) == pytest.approx(2 * math.log(2), abs=1e-8)
+    assert min_embedding_dim(2) == pytest.approx(8.33 * math.log(2), rel=1e-12)
+    with pytest.raises(ValueError):
+        min_embedding_dim(1)
+    # a data entropy that leaves less than KL(n=2) = 0.57 nats of budget has no root above n = 2
+    with pytest.raises(ValueError):
+        min_embedding_dim(2, data_entropy=0.9, method="exact")
+
+
+def test_fit_joint_softmax_starts_near_uniform_and_accepts_zero_counts():
+    # With a tiny init_std the model starts uniform over the N*M pairs, so the first KL is
+    # log(N M) - H(p~) (nats). Zero counts (unseen pairs, as in real co-occurrence data) are allowed.
+    g = torch.Generator().manual_seed(0)
+    counts = torch.tensor([[4.0, 0.0, 1.0], [2.0, 3.0, 0.0]], dtype=torch.float64)
+    p = counts / counts.sum()
+    h = -torch.special.xlogy(p, p).sum()
+    _, _, kl = fit_joint_softmax(counts, 2, steps=1, lr=1e-9, init_std=1e-6, generator=g)
+    assert kl[0].item() == pytest.approx(math.log(6) - h.item(), abs=1e-9)
+
+
+def test_fit_joint_softmax_initial_kl_matches_its_documented_init():
+    # U, V ~ N(0, init_std^2), U drawn first: kl[0] is the KL of that initial model (nats)
+    counts = torch.tensor([[4.0, 0.0, 1.0], [2.0, 3.0, 0.0]], dtype=torch.float64)
+    _, _, kl = fit_joint_softmax(counts, 3, steps=1, init_std=0.7, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    u = 0.7 * torch.randn(2, 3, dtype=torch.float64, generator=g)
+    v = 0.7 * torch.randn(3, 3, dtype=torch.float64, generator=g)
+    p = counts / counts.sum()
+    log_q = torch.log_softmax((u @ v.T).reshape(-1), 0).reshape(2, 3)
+    expected = (torch.special.xlogy(p, p) - p * log_q).sum()
+    assert kl[0].item() == pytest.approx(expected.item(), abs=1e-12)

@@ -89,3 +89,14 @@ def test_bad_input():
         sample_hmm(init, trans, emit, n_seq=0, length=3)
     with pytest.raises(ValueError):
         markov_chain_token_conditionals(tok, init, -trans)
+
+
+def test_long_sequence_is_stable():
+    # 3000 tokens: the unnormalised forward/backward messages would under- or overflow float64;
+    # the normalised recursion must still equal the Markov chain's closed form
+    init, trans, _ = _hmm(k=4, v=4, seed=6)
+    eye = torch.eye(4, dtype=torch.float64)
+    tok, _ = sample_hmm(init, trans, eye, n_seq=1, length=3000, generator=torch.Generator().manual_seed(7))
+    c = hmm_token_conditionals(tok, init, trans, eye)
+    assert torch.isfinite(c).all()
+    torch.testing.assert_close(c, markov_chain_token_conditionals(tok, init, trans), rtol=0, atol=1e-12)

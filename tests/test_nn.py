@@ -122,3 +122,13 @@ def test_works_under_vmap_and_grad():
             torch.testing.assert_close(g[name][b], r, rtol=0, atol=1e-14)
     with pytest.raises(ValueError):  # the width check still applies inside vmap
         torch.func.vmap(m)(torch.randn(4, 3, dtype=DT))
+
+
+def test_single_layer_mlp_and_vector_input():
+    # dims of length 2 is one linear layer with no activation; a single (d,) vector is accepted
+    torch.manual_seed(0)
+    model = MLP([3, 2]).to(DT)
+    assert model.num_layers == 1
+    x = torch.randn(3, dtype=DT)
+    lin = model.layers[0]
+    torch.testing.assert_close(model(x), lin.weight @ x + lin.bias, rtol=0, atol=1e-15)

@@ -89,3 +89,57 @@ def test_bad_chapter_name(tmp_path):
 def test_claims_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("KEXUE_CLAIMS_DIR", str(tmp_path))
     assert claims_dir() == tmp_path
+
+
+def test_claims_dir_from_repo_root(monkeypatch, tmp_path):
+    # without the env var: the first parent of the working directory that holds _toc.yml
+    monkeypatch.delenv("KEXUE_CLAIMS_DIR", raising=False)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\n")
+    sub = tmp_path / "book" / "part"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    assert claims_dir() == tmp_path.resolve() / "_build" / "claims"
+    elsewhere = tmp_path.parent / (tmp_path.name + "-no-toc")
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert claims_dir() is None
+
+
+def test_close_tolerance_is_atol_plus_rtol_times_expected(rec):
+    # |got - expected| <= atol + rtol*|expected|, with equality allowed (values exact in binary)
+    rec.close("boundary", 1.5, 1.0, atol=0.5, why="exact")
+    rec.close("rtol scales with expected", 101.0, 100.0, rtol=0.011, why="x")
+    with pytest.raises(AssertionError):
+        rec.close("rtol too small", 101.0, 100.0, rtol=0.009, why="x")
+    rec.close("sum of both", 102.0, 100.0, atol=1.0, rtol=0.011, why="x")
+    for kw in ({"atol": 1.0}, {"rtol": 0.011}):
+        with pytest.raises(AssertionError):
+            rec.close("either alone is too small", 102.0, 100.0, why="x", **kw)
+    with pytest.raises(AssertionError, match="exceeded by 0.125"):
+        rec.close("message", 1.25, 1.0, atol=0.125, why="x")
+
+
+def test_differs_gap(rec):
+    rec.differs("absolute boundary", 1.0, 2.0, min_gap=1.0, why="x")
+    rec.differs("relative boundary", 1.0, 2.0, min_gap=0.5, relative=True, why="x")
+    with pytest.raises(AssertionError):
+        rec.differs("relative gap too small", 1.0, 2.0, min_gap=0.6, relative=True, why="x")
+    with pytest.raises(ValueError):
+        rec.differs("zero gap", 1.0, 2.0, min_gap=0.0, why="x")
+
+
+def test_table_rows_are_numbered_from_one(rec):
+    rec.holds("first", True)
+    rec.holds("second", True)
+    html = rec.table().data
+    assert "<tr><td>1</td><td>first</td>" in html and "<tr><td>2</td><td>second</td>" in html
+
+
+def test_formatting_of_recorded_values(rec):
+    from kexue_core.checks import _fmt
+
+    assert _fmt(np.array([True])) == "True"
+    assert _fmt(np.array([True, False])) == "[True, False]"
+    assert _fmt(123.0) == "123" and _fmt(1e15) == "1e+15" and _fmt(0.1234567) == "0.123457"
+    assert _fmt(np.arange(8.0)) == "[0, 1, 2, 3, 4, 5, 6, 7]"
+    assert _fmt(np.arange(9.0)) == "9 values in [0, 8]"

@@ -55,3 +55,28 @@ def test_matrices():
 def test_substitutions():
     n = sp.Symbol("n", positive=True, integer=True)
     assert assert_identity(sp.integrate(sp.sin(x) ** 2, (x, 0, sp.pi)), sp.pi / n, substitutions={n: 2}).proved
+
+
+def test_spot_check_when_simplify_cannot_prove():
+    # SymPy 1.14's simplify does not reduce erf(x) + erfc(x) - 1 to 0: the helper falls back to
+    # exact random rational points (8 by default) and says so
+    res = assert_identity(sp.erf(x) + sp.erfc(x), 1)
+    assert not res.proved and res.method == "random-points" and res.points == 8
+    assert assert_identity(sp.erf(x) + sp.erfc(x), 1, points=3).points == 3
+    # a difference of 1e-30 is far above the 1e-40 tolerance at 60 digits: refuted
+    with pytest.raises(AssertionError, match="identity fails"):
+        assert_identity(sp.erf(x) + sp.erfc(x), 1 + sp.Rational(1, 10**30))
+
+
+def test_exact_zero_at_random_points():
+    # simplify cannot remove floor(x) + frac(x) - x, but at each rational point it is exactly 0
+    res = assert_identity(sp.floor(x) + sp.frac(x), x)
+    assert res.method == "random-points" and res.points == 8
+
+
+def test_real_symbols_get_negative_points():
+    # sqrt(r^2) = r only for r >= 0: a real (not positive) symbol must be tried at negative points
+    r = sp.Symbol("r", real=True)
+    with pytest.raises(AssertionError, match="identity fails"):
+        assert_identity(sp.sqrt(r**2), r)
+    assert assert_identity(sp.sqrt(x**2), x).proved

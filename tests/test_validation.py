@@ -28,12 +28,14 @@ def test_check_tensor_types_and_dims():
         check_tensor([1.0], "x")
     with pytest.raises(TypeError, match="floating-point"):
         check_tensor(torch.zeros(2, dtype=torch.int64), "x")
-    assert check_tensor(torch.zeros(2, dtype=torch.int64), "x", floating=False) is not None
+    ints = torch.zeros(2, dtype=torch.int64)
+    assert check_tensor(ints, "x", floating=False) is ints
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         check_tensor(torch.zeros(3), "x", min_dim=2)
     x = torch.zeros(2, 2, requires_grad=True)
     assert check_tensor(x, "x", min_dim=2) is x
-    assert check_tensor(torch.zeros(0, 3), "x") is not None  # empty: nothing to be NaN
+    empty = torch.zeros(0, 3)
+    assert check_tensor(empty, "x") is empty  # empty: nothing to be NaN
 
 
 def test_check_numbers():

@@ -862,7 +862,17 @@ def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None
         context["default_mode"] = "light"
 
 
+def post_number_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """``{post}`1.67629``: a number quoted from the post (not computed by the chapter). It renders
+    as the plain number with the class ``kexue-post-number`` (a tooltip says whose it is); the test
+    of prose numbers (tests/test_book_sources.py) accepts numbers marked this way."""
+    node = nodes.inline(rawtext, text, classes=["kexue-post-number"])
+    node["title"] = "quoted from the post"
+    return [node], []
+
+
 def setup(app: Sphinx) -> dict:
+    app.add_role("post", post_number_role)
     app.setup_extension("sphinx.ext.autodoc")  # its events are connected below
     app.add_config_value("kexue_api_pages", True, "env")  # write book/appendices/api/*.md
     app.add_node(kexue_placeholder)

@@ -1,10 +1,14 @@
 """SymPy helpers shared by every chapter.
 
 One helper, :func:`assert_identity`, asserts that two SymPy expressions are equal. It first tries
-to *prove* the identity (``simplify(lhs - rhs) == 0``, then a few standard rewrites); if SymPy cannot
-close the proof it falls back to exact substitution at random rational points, which can refute an
-identity but only gives evidence for it. The result says which of the two happened, so that a
-chapter (and the claims ledger) never calls a spot check a proof.
+to *prove* the identity (``simplify(lhs - rhs) == 0``, then a few standard rewrites, all of which
+respect the symbols' assumptions: no ``force=True``); if SymPy cannot close the proof it falls back
+to substitution at random points drawn from the whole domain the assumptions allow (negative reals
+for a symbol that is only ``real``, complex values for a symbol with no assumptions), which can
+refute an identity but only gives evidence for it. The result says which of the two happened, so
+that a chapter (and the claims ledger) never calls a spot check a proof, and never proves an
+identity that is false somewhere in the symbols' domain (``log(a*b) = log(a) + log(b)`` for real
+``a``, ``b`` is refuted at ``a = b = -1``-like points, and proved only for positive ``a``, ``b``).
 """
 from __future__ import annotations
 
@@ -45,13 +49,15 @@ class IdentityResult:
 
 
 def _is_zero_symbolically(diff: sp.Expr) -> bool:
+    # every rewrite here must be valid under the symbols' assumptions: no force=True, no nsimplify
+    # (which can turn a float that is merely close to a rational into that rational)
     attempts = (
         lambda e: e,
         sp.simplify,
-        lambda e: sp.simplify(sp.expand_log(e, force=True)),
-        lambda e: sp.simplify(sp.logcombine(e, force=True)),
+        lambda e: sp.simplify(sp.expand_log(e)),
+        lambda e: sp.simplify(sp.logcombine(e)),
         lambda e: sp.simplify(sp.gammasimp(e)),
-        lambda e: sp.nsimplify(sp.simplify(sp.expand(e))),
+        lambda e: sp.simplify(sp.expand(e)),
     )
     for f in attempts:
         try:
@@ -62,14 +68,45 @@ def _is_zero_symbolically(diff: sp.Expr) -> bool:
     return False
 
 
-def _random_rational(rng: random.Random, symbol: sp.Symbol) -> sp.Rational:
-    num = rng.randint(1, 97)
-    den = rng.randint(1, 31)
-    value = Fraction(num, den)
-    if symbol.is_positive or symbol.is_nonnegative:
-        return sp.Rational(value.numerator, value.denominator)
-    sign = rng.choice((-1, 1))
-    return sp.Rational(sign * value.numerator, value.denominator)
+def _random_rational(rng: random.Random, *, integer: bool = False) -> sp.Rational:
+    """A random positive rational (or integer) of moderate size."""
+    if integer:
+        return sp.Integer(rng.randint(1, 12))
+    value = Fraction(rng.randint(1, 97), rng.randint(1, 31))
+    return sp.Rational(value.numerator, value.denominator)
+
+
+_CORNERS = {1: -1, 2: 1}  # attempt number -> forced sign of the first two points
+
+
+def _random_point(rng: random.Random, symbol: sp.Symbol, sign: int | None = None) -> sp.Expr:
+    """A random value from the whole domain ``symbol``'s assumptions allow: positive, negative or
+    zero where allowed; real where the symbol is real; complex (non-real) where nothing is assumed.
+
+    Raises ``ValueError`` for assumptions it cannot sample (e.g. ``prime``, ``even``)."""
+    a = symbol.assumptions0
+    for unsupported in ("prime", "even", "odd", "composite", "irrational", "transcendental"):
+        if a.get(unsupported):
+            raise ValueError(f"cannot draw random points for {symbol} with assumption {unsupported!r}")
+    integer = bool(symbol.is_integer)
+    if symbol.is_zero:
+        return sp.Integer(0)
+    if symbol.is_extended_real or symbol.is_real or integer or symbol.is_rational:
+        choices = []
+        if symbol.is_positive is not False and symbol.is_nonpositive is not True:
+            choices.append(1)
+        if symbol.is_negative is not False and symbol.is_nonnegative is not True:
+            choices.append(-1)
+        if symbol.is_zero is not False and rng.random() < 0.1:
+            return sp.Integer(0)
+        pick = sign if sign in choices else rng.choice(choices)
+        return pick * _random_rational(rng, integer=integer)
+    if symbol.is_imaginary:
+        return sp.I * rng.choice((-1, 1)) * _random_rational(rng)
+    # no assumptions: a complex number, off the real axis, sometimes with a negative real part
+    re = (sign or rng.choice((-1, 1))) * _random_rational(rng)
+    im = (sign or rng.choice((-1, 1))) * _random_rational(rng)
+    return re + sp.I * im
 
 
 def assert_identity(
@@ -86,7 +123,11 @@ def assert_identity(
     Parameters
     ----------
     lhs, rhs : sympy expressions (or matrices of the same shape, or numbers).
-    points : number of random rational points tried when ``simplify`` does not return 0.
+    points : number of random points tried when ``simplify`` does not return 0. Points are drawn
+        from the whole domain the symbols' assumptions allow (see :func:`_random_point`): complex
+        values for symbols with no assumptions, both signs for ``real`` ones; the first point puts
+        every symbol that may be negative at a negative value. Points where either side is
+        undefined (a pole) are redrawn.
     seed : seed of the random points (deterministic by default).
     tol : absolute tolerance on ``|lhs - rhs|`` evaluated with 60 significant digits at a random
         point, used only when the exact substituted difference does not simplify to 0.
@@ -125,15 +166,27 @@ def assert_identity(
     free = sorted(diff.free_symbols, key=lambda s: s.name)
     rng = random.Random(seed)
     checked = 0
-    for _ in range(points if free else 1):
-        subs = {s: _random_rational(rng, s) for s in free}
+    attempts = 0
+    # the first two points put every sign-free symbol at a negative (then positive) value, where
+    # false rewrites such as log(a*b) = log(a) + log(b) show; the rest are random over the domain
+    while checked < (points if free else 1):
+        attempts += 1
+        if attempts > 4 * points + 4:
+            raise AssertionError(
+                f"cannot evaluate {lhs} - ({rhs}): undefined at {attempts - 1} random points of its domain"
+            )
+        subs = {s: _random_point(rng, s, sign=_CORNERS.get(attempts)) for s in free}
         value = diff.subs(subs)
+        if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+            continue  # a pole or undefined point: draw another
         if sp.simplify(value) == 0:
             checked += 1
             continue
         numeric = sp.N(value, 60)
         if not numeric.is_number:
             raise AssertionError(f"cannot evaluate {lhs} - ({rhs}) at {subs}")
+        if numeric.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+            continue
         if abs(complex(numeric)) > tol:
             raise AssertionError(
                 f"identity fails: {lhs} != {rhs}; at {subs} the difference is {sp.N(value, 15)}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
 __all__ = ["IdentityResult", "assert_identity"]
 
@@ -163,6 +164,12 @@ def assert_identity(
     if _is_zero_symbolically(diff):
         return IdentityResult(lhs, rhs, "simplify")
 
+    undefined = sorted({str(f.func) for f in diff.atoms(AppliedUndef)})
+    if undefined:
+        raise AssertionError(
+            f"cannot prove {lhs} = {rhs}, and it cannot be spot-checked: it contains the undefined "
+            f"function(s) {', '.join(undefined)}"
+        )
     free = sorted(diff.free_symbols, key=lambda s: s.name)
     rng = random.Random(seed)
     checked = 0

@@ -149,3 +149,14 @@ def test_poles_are_redrawn_not_counted(monkeypatch):
     assert res.method == "random-points" and res.points == 30
     with pytest.raises(AssertionError, match="undefined"):
         sym.assert_identity(1 / (t - t), sp.zoo * 0 + 1, points=3)
+
+
+def test_false_identity_with_undefined_functions_fails_cleanly():
+    # SymPy cannot evaluate F at a point: an unproved identity with F must fail with a clear
+    # AssertionError (it used to recurse without end in the random-point fallback)
+    u, b = sp.symbols("u b", real=True)
+    F, h = sp.Function("F"), sp.Function("h")
+    wrong = sp.Subs(sp.Derivative(F(u), u), u, h(u) + 2 * b)  # missing the chain-rule factor 2
+    with pytest.raises(AssertionError, match="undefined function"):
+        assert_identity(sp.diff(F(h(u) + 2 * b), b), wrong)
+    assert assert_identity(sp.diff(F(h(u) + 2 * b), b), 2 * wrong).proved

@@ -169,10 +169,23 @@ def l2_rebalancing_factor(lam: float, t) -> torch.Tensor | float:
     ``t = eta * steps`` (the discrete factor is :math:`(1-2\eta\lambda)^{2k}` up to :math:`O(\eta^2)`
     terms from the task gradient).
 
+    Parameters
+    ----------
     lam : penalty weight ``lambda`` (finite, ``>= 0``), for the penalty ``lambda sum ||W||^2`` (not
-        ``lambda/2``). t : time (a float ``>= 0`` or a tensor of times). Returns a float or a tensor
-    of the shape of ``t``. Raises ``ValueError`` for a negative or non-finite ``lam`` or a negative
-    ``t``. Source: the book's derivation for https://kexue.fm/archives/7681 (not in the post).
+        ``lambda/2``).
+    t : time (a float ``>= 0``, or a tensor of times).
+
+    Returns
+    -------
+    float or torch.Tensor
+        ``exp(-4 lam t)``, of the shape of ``t``.
+
+    Raises
+    ------
+    ValueError
+        For a negative or non-finite ``lam`` or a negative or non-finite ``t``.
+
+    Source: the book's derivation for https://kexue.fm/archives/7681 (not in the post).
     """
     lam = check_positive_real(lam, "lam", allow_zero=True)
     if isinstance(t, torch.Tensor):

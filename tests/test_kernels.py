@@ -127,3 +127,12 @@ def test_path_kernel_gd_does_not_modify_model_and_rejects_bad_input():
         path_kernel_gd(m, _mse, x, y, torch.full((2, 3), float("nan"), dtype=DT), lr=0.1, steps=2)
     with pytest.raises(ValueError, match="non-finite"):
         path_kernel_gd(m, lambda f, t: f.sum() * float("inf"), x, y, x, lr=0.1, steps=2)
+
+
+def test_ntk_in_float32():
+    torch.manual_seed(6)
+    m = MLP([4, 6, 1], "tanh")
+    x = torch.randn(5, 4)
+    k32 = empirical_ntk(m, x, x, method="jvp")
+    assert k32.dtype == torch.float32
+    torch.testing.assert_close(k32.double(), empirical_ntk(m.double(), x.double(), x.double()), rtol=1e-5, atol=1e-5)

@@ -201,3 +201,17 @@ def test_rebalancing_factor_rejects_bad_input():
         l2_rebalancing_factor(0.1, -1.0)
     with pytest.raises(ValueError, match="t must"):
         l2_rebalancing_factor(0.1, torch.tensor([1.0, float("nan")]))
+
+
+def test_penalties_in_low_precision_and_under_torch_func():
+    torch.manual_seed(0)
+    ws32 = [torch.randn(4, 3), torch.randn(2, 4)]
+    ref = weissi_penalty([w.double() for w in ws32], lambda1=0.5, lambda2=0.1)
+    assert weissi_penalty(ws32, lambda1=0.5, lambda2=0.1).dtype == torch.float32
+    assert abs(weissi_penalty(ws32, lambda1=0.5, lambda2=0.1).double() - ref) < 1e-5
+    w16 = [w.to(torch.bfloat16) for w in ws32]
+    assert abs(weissi_penalty(w16, lambda1=0.5, lambda2=0.1).double() - ref) < 5e-2
+    g = torch.func.grad(lambda w: weissi_penalty([w]))(ws32[0])  # functional gradient: W / ||W||^2
+    torch.testing.assert_close(g, ws32[0] / ws32[0].pow(2).sum(), rtol=1e-6, atol=1e-7)
+    m = MLP([3, 4, 2], "relu").to(torch.float32)
+    assert all(p.dtype == torch.float32 for p in rescale_layers(m, [2.0, 0.5]).parameters())

@@ -17,7 +17,7 @@ with the path kernel ``K(x, x_i) = int_0^T K_theta(t)(x, x_i) dt`` and the kerne
 ``alpha_bar_i(x)``. :func:`path_kernel_gd` runs full-batch gradient descent and accumulates these
 integrals with the rectangle (Euler) and trapezoid rules.
 
-Source: Su Jianlin, https://kexue.fm/archives/8009, eq. (4)-(7); Domingos, "Every Model Learned by
+Source: Su Jianlin, https://kexue.fm/archives/8009, eq. (4)-(9); Domingos, "Every Model Learned by
 Gradient Descent Is Approximately a Kernel Machine", arXiv:2012.00152.
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, *, metho
         If an input is empty or contains NaN/inf, the model has no trainable parameter, its output is
         not one scalar per example, or ``method`` is unknown.
 
-    Source: https://kexue.fm/archives/8009, eq. (4); Jacot, Gabriel & Hongler (2018).
+    Source: https://kexue.fm/archives/8009, eq. (5); Jacot, Gabriel & Hongler (2018).
     """
     if method not in NTK_METHODS:
         raise ValueError(f"method must be one of {NTK_METHODS}, got {method!r}")
@@ -198,7 +198,7 @@ def path_kernel_gd(
     ValueError
         For bad ``lr``/``steps``, bad inputs, a non-scalar loss or a non-finite loss during training.
 
-    Source: https://kexue.fm/archives/8009, eq. (5)-(7).
+    Source: https://kexue.fm/archives/8009, eq. (6)-(9).
     """
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable")

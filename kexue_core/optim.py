@@ -111,7 +111,7 @@ class EGMetaLR(Optimizer):
     TypeError
         If one of them is not a real number.
 
-    Source: https://kexue.fm/archives/8968, eq. (9)-(10).
+    Source: https://kexue.fm/archives/8968, eq. (7)-(12).
     """
 
     def __init__(self, params, lr: float, gamma: float, *, nu_init: float = 1.0):

@@ -144,7 +144,7 @@ def weissi_penalty(weights: Sequence[torch.Tensor], *, lambda1: float = 1.0, lam
         If ``weights`` is empty, a tensor contains NaN/inf or is all zeros (its log-norm is
         ``-inf``), or a lambda is negative or not finite.
 
-    Source: https://kexue.fm/archives/7681, eq. (9); arXiv:1905.05931.
+    Source: https://kexue.fm/archives/7681, eq. (10); arXiv:1905.05931.
     """
     ws = _check_weights(weights)
     lambda1 = check_positive_real(lambda1, "lambda1", allow_zero=True)

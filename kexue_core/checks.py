@@ -15,16 +15,14 @@ Whose claim (``claim_of``), one of :data:`CLAIM_OF`:
 
 How far it is established (``status``), one of :data:`STATUSES`:
 
-=============================  ===============================================================
-``proved``                     SymPy, exact (:meth:`~CheckRecorder.identity`)
-``checked at random points``   SymPy could not prove it; exact at random points
-``reproduced``                 a number of the post, within a stated tolerance
-``holds``                      a numeric check of the book's own result
-``refuted``                    the post is wrong; the record names its Erratum box
-``approximate``                the post's step holds only approximately; the error is measured
-``not reproduced at our scale``  the post's number does not come out in our (smaller) setting
-``not reproducible offline``   needs data or weights that cannot be had offline
-=============================  ===============================================================
+- ``proved``: SymPy, exact (:meth:`~CheckRecorder.identity`);
+- ``checked at random points``: SymPy could not prove it; it holds at random points of its domain;
+- ``reproduced``: a number or claim of the post, within a stated tolerance;
+- ``holds``: a numeric check of the book's own result;
+- ``refuted``: the post is wrong; the record names its Erratum box (:meth:`~CheckRecorder.refutes`);
+- ``approximate``: the post's step holds only approximately; the error is measured;
+- ``not reproduced at our scale``: the post's number does not come out in our (smaller) setting;
+- ``not reproducible offline``: needs data or weights that cannot be had offline.
 
 A mathematical disagreement with the post is ``refuted`` (:meth:`~CheckRecorder.refutes`), never
 ``not reproduced at our scale`` (:meth:`~CheckRecorder.not_at_scale`). Claims of the post that the

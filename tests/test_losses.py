@@ -222,3 +222,16 @@ def test_am_softmax_bad_input():
         am_softmax_loss(emb, w, y[:3])
     with pytest.raises(ValueError, match="target"):
         am_softmax_loss(emb, w, torch.tensor([0, 1, 2, 3]))
+
+
+def test_am_softmax_matches_pytorch_metric_learning_cosface():
+    from pytorch_metric_learning.losses import CosFaceLoss
+
+    g = torch.Generator().manual_seed(9)
+    emb = torch.randn(30, 16, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 16, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 6, (30,), generator=g)
+    pml = CosFaceLoss(num_classes=6, embedding_size=16, margin=0.35, scale=30.0).double()
+    with torch.no_grad():
+        pml.W.copy_(w.T)
+    assert math.isclose(float(am_softmax_loss(emb, w, y)), float(pml(emb, y)), rel_tol=1e-10)

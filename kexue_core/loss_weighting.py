@@ -6,14 +6,12 @@ losses, positive where stated), these functions build the single objective whose
 tasks. Source: https://kexue.fm/archives/8870 (Su Jianlin, *Multi-task learning notes (I): in the
 name of the loss*, 2022); the equation numbers below are the post's.
 
-=================================  =====================================================  ==========================
-function                           objective                                              invariant to
-=================================  =====================================================  ==========================
-:func:`static_weighted_loss`       :math:`\sum_i \mathcal L_i/\mathcal L_i^{(\text{ref})}`  scale (eqs. 2, 3)
-:func:`realtime_weighted_loss`     :math:`\sum_i \mathcal L_i/\mathrm{sg}(\mathcal L_i)`    scale (eq. 5)
-:func:`generalized_mean`           :math:`\big(\tfrac1n\sum_i\mathcal L_i^\gamma\big)^{1/\gamma}`  scale (common factor)
-:func:`inverse_grad_norm_loss`     :math:`\sum_i \mathcal L_i/\mathrm{sg}\Vert\nabla\mathcal L_i\Vert`  scale and shift (eq. 11)
-=================================  =====================================================  ==========================
+- :func:`static_weighted_loss`: :math:`\sum_i \mathcal L_i/\mathcal L_i^{(\text{ref})}`, scale-invariant (eqs. 2-3);
+- :func:`realtime_weighted_loss`: :math:`\sum_i \mathcal L_i/\mathrm{sg}(\mathcal L_i)`, scale-invariant (eq. 5);
+- :func:`generalized_mean`: :math:`\big(\tfrac1n\sum_i\mathcal L_i^\gamma\big)^{1/\gamma}`, invariant to a
+  common scale (eqs. 10-11);
+- :func:`inverse_grad_norm_loss`: :math:`\sum_i \mathcal L_i/\mathrm{sg}\Vert\nabla\mathcal L_i\Vert`,
+  invariant to scale and shift (eqs. 12-13).
 
 Reference losses for the static scheme: :func:`init_loss_cross_entropy`, :func:`init_loss_mse`
 (zero output) and :func:`prior_loss_cross_entropy`, :func:`prior_loss_mse` (best constant output).
@@ -53,7 +51,7 @@ def generalized_mean(losses, gamma: float):
     r"""Power (generalised) mean :math:`\mathcal L(\gamma) = \big(\frac1n\sum_i \mathcal L_i^\gamma\big)^{1/\gamma}`.
 
     ``gamma = 1`` is the arithmetic mean, ``gamma = 0`` the geometric mean (the limit), ``gamma = -1``
-    the harmonic mean, ``gamma = +inf``/``-inf`` the max/min (post 8870, eqs. 9-10). Non-decreasing in
+    the harmonic mean, ``gamma = +inf``/``-inf`` the max/min (post 8870, eqs. 10-11). Non-decreasing in
     ``gamma``. Computed in log space (``logsumexp``), so large or small losses do not overflow.
 
     Parameters
@@ -165,7 +163,7 @@ def realtime_weighted_loss(losses):
     r"""Real-time normalisation :math:`\sum_i \mathcal L_i/\mathrm{sg}(\mathcal L_i)` (post 8870, eq. 5).
 
     Its value is ``n``; its gradient is :math:`\sum_i\nabla\mathcal L_i/\mathcal L_i = \nabla\sum_i\log\mathcal L_i`,
-    the gradient of ``n`` times the log of the geometric mean (eqs. 6-8).
+    the gradient of ``n`` times the log of the geometric mean (eqs. 6-9).
 
     losses : Tensor (n,), floating, strictly positive. Returns a 0-dim tensor. Raises ``ValueError``
     if a loss is <= 0 (the log interpretation and the weights 1/L need positive losses).
@@ -181,10 +179,10 @@ def _flat_grad(loss, params, retain_graph):
 
 def inverse_grad_norm_loss(losses, params, *, eps: float = 0.0):
     r"""Weighting by the inverse gradient norm, :math:`\sum_i \mathcal L_i/\mathrm{sg}\Vert\nabla_\theta\mathcal L_i\Vert`
-    (post 8870, eq. 11).
+    (post 8870, eq. 12).
 
     Its gradient with respect to ``params`` is :math:`\sum_i \nabla\mathcal L_i/\Vert\nabla\mathcal L_i\Vert`
-    (eq. 12), the sum of unit task gradients: invariant to :math:`\mathcal L_i\to a\mathcal L_i + b`
+    (eq. 13), the sum of unit task gradients: invariant to :math:`\mathcal L_i\to a\mathcal L_i + b`
     (:math:`a > 0`). Costs one extra backward pass per task (graph retained).
 
     Parameters
@@ -219,7 +217,7 @@ def inverse_grad_norm_loss(losses, params, *, eps: float = 0.0):
 
 
 def normalized_gradient_sum(grads):
-    r"""Sum of unit task gradients :math:`\sum_i g_i/\Vert g_i\Vert` (post 8870, eq. 12): the update of
+    r"""Sum of unit task gradients :math:`\sum_i g_i/\Vert g_i\Vert` (post 8870, eq. 13): the update of
     :func:`inverse_grad_norm_loss` when the task gradients ``g_i`` are computed one task at a time.
 
     grads : Tensor (n, P), floating, no zero row. Returns a Tensor (P,). Raises ``ValueError`` for a

@@ -1,0 +1,305 @@
+r"""Classification losses for imbalanced classes and for retrieval: focal loss, logit adjustment,
+the F1-weighted cross-entropy and the additive-margin (AM-)softmax.
+
+Every loss here takes **logits** (or un-normalised embeddings), never probabilities, and is computed
+in a numerically stable form (``logsigmoid``, ``cross_entropy``). Losses are in **nats**.
+
+Sources:
+
+- focal loss: Lin et al., *Focal Loss for Dense Object Detection* (2017), with the exact conventions
+  of ``torchvision.ops.sigmoid_focal_loss``;
+- smooth accuracy, smooth F1 and the F1-weighted cross-entropy: https://kexue.fm/archives/7708;
+- logit adjustment: Menon et al., *Long-tail learning via logit adjustment* (2020),
+  https://kexue.fm/archives/7615 and https://kexue.fm/archives/7708;
+- AM-softmax: Wang et al., *Additive Margin Softmax for Face Verification* (2018),
+  https://kexue.fm/archives/8656.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._validation import check_positive_real, check_tensor
+
+__all__ = [
+    "sigmoid_focal_loss",
+    "smooth_accuracy",
+    "smooth_f1",
+    "f1_weighted_bce",
+    "logit_adjusted_cross_entropy",
+    "am_softmax_loss",
+]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_real(x, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {x}")
+    return x
+
+
+def _check_binary_pair(logits, targets, name_logits: str, name_targets: str) -> None:
+    check_tensor(logits, name_logits)
+    check_tensor(targets, name_targets)
+    if logits.shape != targets.shape:
+        raise ValueError(
+            f"{name_targets} must have the shape of {name_logits}, got {tuple(targets.shape)} and {tuple(logits.shape)}"
+        )
+    if logits.numel() == 0:
+        raise ValueError(f"{name_logits} is empty")
+    t = targets.detach()
+    if bool(((t < 0) | (t > 1)).any()):
+        raise ValueError(f"{name_targets} must lie in [0, 1]")
+
+
+def sigmoid_focal_loss(logits, targets, *, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"):
+    r"""Sigmoid focal loss, with the same arguments and values as ``torchvision.ops.sigmoid_focal_loss``.
+
+    With :math:`p = \sigma(x)`, :math:`p_t = p\,t + (1-p)(1-t)` and
+    :math:`\alpha_t = \alpha t + (1-\alpha)(1-t)`,
+
+    .. math:: \mathrm{FL}(x, t) = -\alpha_t\,(1 - p_t)^{\gamma}\,\big[t\log p + (1-t)\log(1-p)\big].
+
+    Parameters
+    ----------
+    logits : Tensor, any shape, floating
+        Logits :math:`x` (before the sigmoid).
+    targets : Tensor, shape of ``logits``, floating, values in [0, 1]
+        Binary labels (soft labels are allowed, as in torchvision).
+    alpha : float
+        Weight of the positive class, in [0, 1]; a negative value (torchvision's convention, e.g. -1)
+        switches the :math:`\alpha_t` factor off.
+    gamma : float
+        Focusing exponent :math:`\gamma \ge 0`; ``gamma=0`` (with ``alpha<0``) is plain binary
+        cross-entropy.
+    reduction : {"none", "mean", "sum"}
+        ``"none"`` returns the elementwise loss (shape of ``logits``).
+
+    Returns
+    -------
+    Tensor
+        Loss in nats, elementwise or reduced, dtype of ``logits``.
+
+    Raises
+    ------
+    TypeError
+        If ``logits``/``targets`` are not floating tensors or ``alpha``/``gamma`` are not numbers.
+    ValueError
+        If the shapes differ, ``targets`` leave [0, 1], ``alpha > 1``, ``gamma < 0`` or
+        ``reduction`` is unknown.
+
+    Notes
+    -----
+    Lin et al. (2017), eq. (5); used in https://kexue.fm/archives/7708 (background). torchvision
+    computes the cross-entropy with ``binary_cross_entropy_with_logits`` and :math:`p_t` from
+    ``sigmoid(logits)``; so do we.
+    """
+    _check_binary_pair(logits, targets, "logits", "targets")
+    alpha = _check_real(alpha, "alpha")
+    gamma = check_positive_real(gamma, "gamma", allow_zero=True)
+    if alpha > 1:
+        raise ValueError(f"alpha must be <= 1 (or negative to disable it), got {alpha}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def smooth_accuracy(probs, targets):
+    r"""Smooth accuracy :math:`\mathbb E[y p + (1-y)(1-p)]` of binary probabilities (post 7708, eq. 1).
+
+    probs, targets : Tensors of shape (N,), floating, values in [0, 1]. Returns a 0-dim tensor.
+    Raises ``TypeError``/``ValueError`` (naming the argument) on non-floating input, a shape
+    mismatch, an empty batch or values outside [0, 1]. Source: https://kexue.fm/archives/7708.
+    """
+    _check_binary_pair(probs, targets, "probs", "targets")
+    if bool(((probs.detach() < 0) | (probs.detach() > 1)).any()):
+        raise ValueError("probs must lie in [0, 1]")
+    return (targets * probs + (1 - targets) * (1 - probs)).mean()
+
+
+def smooth_f1(probs, targets):
+    r"""Smooth F1 :math:`2\,\mathbb E[y p] / \mathbb E[y + p]` of binary probabilities (post 7708, eq. 5).
+
+    probs, targets : Tensors of shape (N,), floating, values in [0, 1]. Returns a 0-dim tensor (0 when
+    there are no positives and no predicted mass). Differentiable; detach it for the stop-gradient of
+    :func:`f1_weighted_bce`. Raises as :func:`smooth_accuracy`. Source: https://kexue.fm/archives/7708.
+    """
+    _check_binary_pair(probs, targets, "probs", "targets")
+    if bool(((probs.detach() < 0) | (probs.detach() > 1)).any()):
+        raise ValueError("probs must lie in [0, 1]")
+    num = 2 * (targets * probs).sum()
+    den = (targets + probs).sum()
+    return num / den.clamp_min(torch.finfo(probs.dtype).tiny)
+
+
+def f1_weighted_bce(logits, targets):
+    r"""The F1-weighted binary cross-entropy of post 7708, eq. (9).
+
+    .. math:: -\frac1N\sum_i \Big[y_i\big(1 - \tfrac{F_1}{2}\big)\log p_i + (1-y_i)\,\tfrac{F_1}{2}\log(1-p_i)\Big],
+       \qquad p_i = \sigma(x_i),
+
+    with :math:`F_1` the smooth F1 (:func:`smooth_f1`) of the **whole batch**, held constant
+    (``detach``: the stop-gradient of the post). Its gradient is the post's "p → log p" image of the
+    gradient of :math:`-F_1`.
+
+    Parameters
+    ----------
+    logits : Tensor (N,), floating
+    targets : Tensor (N,), floating, values in {0, 1} (or [0, 1])
+
+    Returns
+    -------
+    Tensor
+        0-dim, mean over the batch, in nats.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`sigmoid_focal_loss` (non-floating, shape mismatch, empty, targets outside [0, 1]).
+
+    Notes
+    -----
+    Equals :math:`\tfrac{F_1}{2}` times ``BCEWithLogitsLoss(pos_weight=(2 - F_1)/F_1)``. With few
+    positives per batch, :math:`F_1` is noisy; use full batches. Source: https://kexue.fm/archives/7708.
+    """
+    _check_binary_pair(logits, targets, "logits", "targets")
+    if logits.dim() != 1:
+        raise ValueError(f"logits must have shape (N,), got {tuple(logits.shape)}")
+    f1 = smooth_f1(torch.sigmoid(logits), targets).detach()
+    w_pos = 1 - f1 / 2
+    w_neg = f1 / 2
+    loss = -(targets * w_pos * F.logsigmoid(logits) + (1 - targets) * w_neg * F.logsigmoid(-logits))
+    return loss.mean()
+
+
+def _check_class_target(logits, target, name_logits="logits"):
+    check_tensor(logits, name_logits, min_dim=2)
+    if logits.dim() != 2:
+        raise ValueError(f"{name_logits} must have shape (N, C), got {tuple(logits.shape)}")
+    if not isinstance(target, torch.Tensor) or target.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError("target must be an integer tensor of class indices")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(f"target must have shape ({logits.shape[0]},), got {tuple(target.shape)}")
+    if logits.shape[0] == 0:
+        raise ValueError(f"{name_logits} is empty")
+    if bool(((target < 0) | (target >= logits.shape[1])).any()):
+        raise ValueError(f"target must be class indices in [0, {logits.shape[1]})")
+
+
+def logit_adjusted_cross_entropy(logits, target, prior, *, tau: float = 1.0):
+    r"""Logit-adjusted cross-entropy: the cross-entropy of ``logits + tau * log(prior)``.
+
+    .. math:: \ell(x, y) = -\log\frac{e^{x_y + \tau\log\pi_y}}{\sum_i e^{x_i + \tau\log\pi_i}}
+       = \log\Big(1 + \sum_{i\ne y} e^{x_i - x_y + \tau\log(\pi_i/\pi_y)}\Big),
+
+    mean over the batch. Rare classes (small :math:`\pi_y`) get a larger pairwise margin
+    :math:`\tau\log(\pi_i/\pi_y)` against frequent ones.
+
+    Parameters
+    ----------
+    logits : Tensor (N, C), floating
+    target : Tensor (N,), integer class indices in [0, C)
+    prior : Tensor (C,), floating
+        Class prior :math:`\pi` (e.g. training frequencies): positive entries summing to 1
+        (tolerance 1e-6).
+    tau : float
+        Temperature :math:`\tau \ge 0`; ``tau=0`` is plain cross-entropy.
+
+    Returns
+    -------
+    Tensor
+        0-dim, mean over the batch, nats.
+
+    Raises
+    ------
+    TypeError
+        Non-floating ``logits``/``prior``, non-integer ``target``.
+    ValueError
+        Shape mismatch, target out of range, ``prior`` not positive or not summing to 1, ``tau < 0``.
+
+    Notes
+    -----
+    Menon et al. (2020), eq. (10); https://kexue.fm/archives/7615 and https://kexue.fm/archives/7708
+    (last equation).
+    """
+    _check_class_target(logits, target)
+    check_tensor(prior, "prior")
+    tau = check_positive_real(tau, "tau", allow_zero=True)
+    if prior.shape != logits.shape[1:]:
+        raise ValueError(f"prior must have shape ({logits.shape[1]},), got {tuple(prior.shape)}")
+    if bool((prior.detach() <= 0).any()):
+        raise ValueError("prior must be strictly positive")
+    if abs(float(prior.detach().double().sum()) - 1.0) > 1e-6:
+        raise ValueError(f"prior must sum to 1, got {float(prior.detach().double().sum()):.8g}")
+    adjusted = logits + tau * torch.log(prior.to(logits.dtype))
+    return F.cross_entropy(adjusted, target.long())
+
+
+def am_softmax_loss(embeddings, class_weights, target, *, scale: float = 30.0, margin: float = 0.35):
+    r"""Additive-margin softmax (AM-softmax, CosFace) loss.
+
+    Embeddings and class vectors are L2-normalised inside; with :math:`c_i = \cos(z, w_i)`,
+
+    .. math:: \ell(z, y) = -\log\frac{e^{s(c_y - m)}}{e^{s(c_y - m)} + \sum_{i\ne y} e^{s c_i}}
+       = \log\Big(1 + \sum_{i\ne y} e^{s(c_i + m - c_y)}\Big),
+
+    mean over the batch (post 8656, last equation).
+
+    Parameters
+    ----------
+    embeddings : Tensor (N, D), floating
+        Features :math:`z` (need not be normalised; a zero row is normalised with eps 1e-12).
+    class_weights : Tensor (C, D), floating
+        Class vectors :math:`w_i`.
+    target : Tensor (N,), integer class indices in [0, C)
+    scale : float
+        :math:`s > 0`, the inverse temperature.
+    margin : float
+        Additive cosine margin :math:`m \ge 0` (``margin=0``: normalised softmax).
+
+    Returns
+    -------
+    Tensor
+        0-dim, mean over the batch, nats.
+
+    Raises
+    ------
+    TypeError
+        Non-floating tensors or non-integer ``target``.
+    ValueError
+        Shape mismatch (``D`` or ``N``), target out of range, ``scale <= 0``, ``margin < 0``.
+
+    Notes
+    -----
+    Wang et al. (2018); https://kexue.fm/archives/8656 derives the margin from the triangle
+    inequality of :math:`\sqrt{1-\cos}`.
+    """
+    check_tensor(embeddings, "embeddings", min_dim=2)
+    check_tensor(class_weights, "class_weights", min_dim=2)
+    if embeddings.dim() != 2 or class_weights.dim() != 2:
+        raise ValueError("embeddings must be (N, D) and class_weights (C, D)")
+    if embeddings.shape[1] != class_weights.shape[1]:
+        raise ValueError(
+            f"embeddings and class_weights must share D, got {embeddings.shape[1]} and {class_weights.shape[1]}"
+        )
+    scale = check_positive_real(scale, "scale")
+    margin = check_positive_real(margin, "margin", allow_zero=True)
+    cos = F.normalize(embeddings, dim=1) @ F.normalize(class_weights, dim=1).T
+    _check_class_target(cos, target, "embeddings")
+    onehot = F.one_hot(target.long(), cos.shape[1]).to(cos.dtype)
+    return F.cross_entropy(scale * (cos - margin * onehot), target.long())

@@ -20,6 +20,8 @@ nearest point in a polytope", Math. Programming 11 (1976).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -271,6 +273,11 @@ def primary_auxiliary_direction(
             if np.all(cand >= 0) and np.all(cgrad >= -tol) and np.all(np.abs(cgrad[S]) <= tol * 10):
                 lam, done = cand, True
                 break
+    if not done:
+        warnings.warn(
+            f"primary_auxiliary_direction: no exact KKT point after {max_sweeps} sweeps; returning the "
+            "coordinate-descent iterate (feasible, possibly not optimal)", RuntimeWarning, stacklevel=2
+        )
     u = b0 + A.T @ lam
     return (
         torch.as_tensor(u, dtype=g0.dtype, device=g0.device),

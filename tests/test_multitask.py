@@ -25,7 +25,7 @@ def _slsqp(G):
 def _instances(seed, count):
     rng = np.random.default_rng(seed)
     for t in range(count):
-        n, P = int(rng.integers(3, 8)), int(rng.integers(n_min := 8, 40))
+        n, P = int(rng.integers(3, 8)), int(rng.integers(8, 40))
         g = rng.standard_normal((n, P))
         if t % 2 == 0:
             g[1] = -0.8 * g[0] + 0.2 * rng.standard_normal(P)  # two conflicting tasks

@@ -377,35 +377,37 @@ def linear_attention(
 
 
 def _causal_chunked(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, eps: float, chunk: int) -> torch.Tensor:
-    """Chunk-wise causal linear attention on featurised inputs (see causal_linear_attention)."""
+    """Chunk-wise causal linear attention on featurised inputs (see causal_linear_attention).
+
+    Four batched GEMMs over the ``n/C`` chunks (the masked block, its product with ``[V | 1]``, the
+    chunk states, the prior states) and one cumsum; no Python loop over positions or chunks."""
     *batch, n, D = fq.shape
     dv = v.shape[-1]
     batch = torch.broadcast_shapes(tuple(batch), fk.shape[:-2], v.shape[:-2])
     C = min(chunk, n)
     N = -(-n // C)  # number of chunks
     pad = N * C - n
-    # append a column of ones to v: the last output column is then the denominator phi(q_i)^T z_i;
-    # zero padding to N*C rows in the same copy (zero keys add nothing; padded query rows are cut)
+    # append a column of ones to v: the last output column is then the denominator phi(q_i)^T z_i
     v1 = F.pad(v, (0, 1), value=1.0)
-    if pad:
-        fq = F.pad(fq, (0, 0, 0, pad))
-        fk = F.pad(fk, (0, 0, 0, pad))
-        v1 = F.pad(v1, (0, 0, 0, pad))
-    fq = fq.expand(*batch, N * C, D).reshape(*batch, N, C, D)  # (..., N, C, D)
-    fk = fk.expand(*batch, N * C, D).reshape(*batch, N, C, D)
-    v1 = v1.expand(*batch, N * C, dv + 1).reshape(*batch, N, C, dv + 1)  # (..., N, C, dv+1)
+    if pad:  # zero keys add nothing to the states; padded query rows are cut off below
+        fq, fk, v1 = F.pad(fq, (0, 0, 0, pad)), F.pad(fk, (0, 0, 0, pad)), F.pad(v1, (0, 0, 0, pad))
+    # flatten (batch..., chunk) into one GEMM batch: (B*N, C, .)
+    fq = fq.expand(*batch, N * C, D).reshape(-1, C, D)
+    fk = fk.expand(*batch, N * C, D).reshape(-1, C, D)
+    v1 = v1.expand(*batch, N * C, dv + 1).reshape(-1, C, dv + 1)
     # within a chunk: masked quadratic form, A_{ts} = phi(q_t)^T varphi(k_s) for s <= t
-    A = (fq @ fk.mT).tril()  # (..., N, C, C)
+    A = torch.bmm(fq, fk.mT).tril_()  # (B*N, C, C)
+    out = torch.bmm(A, v1)  # (B*N, C, dv+1)
     if N > 1:
-        # across chunks: [S_c | z_c] = varphi(K_c)^T [V_c | 1], summed over the chunks before c
-        state = fk.mT @ v1  # (..., N, D, dv+1)
-        # exclusive prefix (chunk c sees chunks 0..c-1): a shifted cumsum, not cumsum - state, whose
-        # rounding would let chunk c's own later keys move its earlier outputs
-        prior = F.pad(state[..., :-1, :, :].cumsum(dim=-3), (0, 0, 0, 0, 1, 0))
-        # one matmul for both parts: [A_c | phi(Q_c)] @ [[V_c | 1]; prior_c]
-        out = torch.cat([A, fq], dim=-1) @ torch.cat([v1, prior], dim=-2)  # (..., N, C, dv+1)
-    else:
-        out = A @ v1
+        # across chunks: [S_c | z_c] = varphi(K_c)^T [V_c | 1], inclusive prefix over the chunks
+        # (a cumsum, never "cumsum - state": its rounding would let a chunk's later keys move its
+        # earlier outputs). Chunk c needs the prefix up to c - 1: in the flattened batch that is
+        # the previous entry, once the last chunk of every sequence (never needed) is zeroed so that
+        # chunk 0 of the next sequence receives nothing.
+        prefix = torch.bmm(fk.mT, v1).unflatten(0, (-1, N)).cumsum(dim=1)  # (B, N, D, dv+1)
+        prefix[:, -1] = 0.0
+        prefix = prefix.flatten(0, 1)  # (B*N, D, dv+1)
+        out[1:].baddbmm_(fq[1:], prefix[:-1])  # out_c += phi(Q_c) prefix_{c-1}
     out = out.reshape(*batch, N * C, dv + 1)[..., :n, :]
     return out[..., :dv] / (out[..., dv:] + eps)
 

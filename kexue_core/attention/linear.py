@@ -396,7 +396,9 @@ def _causal_chunked(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, eps: fl
     fk = fk.expand(*batch, N * C, D).reshape(-1, C, D)
     v1 = v1.expand(*batch, N * C, dv + 1).reshape(-1, C, dv + 1)
     # within a chunk: masked quadratic form, A_{ts} = phi(q_t)^T varphi(k_s) for s <= t
-    A = torch.bmm(fq, fk.mT).tril_()  # (B*N, C, C)
+    eager = values_checkable(fq)  # not under torch.func / compile: in-place ops (no vmap batching rule)
+    A = torch.bmm(fq, fk.mT)
+    A = A.tril_() if eager else A.tril()  # (B*N, C, C)
     out = torch.bmm(A, v1)  # (B*N, C, dv+1)
     if N > 1:
         # across chunks: [S_c | z_c] = varphi(K_c)^T [V_c | 1], inclusive prefix over the chunks
@@ -407,7 +409,10 @@ def _causal_chunked(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, eps: fl
         prefix = torch.bmm(fk.mT, v1).unflatten(0, (-1, N)).cumsum(dim=1)  # (B, N, D, dv+1)
         prefix[:, -1] = 0.0
         prefix = prefix.flatten(0, 1)  # (B*N, D, dv+1)
-        out[1:].baddbmm_(fq[1:], prefix[:-1])  # out_c += phi(Q_c) prefix_{c-1}
+        if eager:  # one fused in-place GEMM, out_c += phi(Q_c) prefix_{c-1}
+            out[1:].baddbmm_(fq[1:], prefix[:-1])
+        else:  # torch.func / torch.compile: baddbmm_ has no vmap batching rule
+            out[1:] += torch.bmm(fq[1:], prefix[:-1])
     out = out.reshape(*batch, N * C, dv + 1)[..., :n, :]
     return out[..., :dv] / (out[..., dv:] + eps)
 

@@ -328,7 +328,7 @@ def softmax_entropy(logits, dim=-1):
     log_z = torch.where(torch.isfinite(log_z), log_z, torch.zeros_like(log_z))  # all -inf: no mass
     log_p = logits - log_z
     p = log_p.exp()
-    return -(p * torch.where(p > 0, log_p, torch.zeros_like(log_p))).sum(dim=dims)
+    return 0.0 - (p * torch.where(p > 0, log_p, torch.zeros_like(log_p))).sum(dim=dims)  # 0 - 0 = +0, not -0
 
 
 def fit_joint_softmax(

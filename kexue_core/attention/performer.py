@@ -167,8 +167,10 @@ def positive_random_features(
       **queries**: a positive factor per query cancels between numerator and denominator of that
       query's attention row. Not safe for keys: a different factor per key re-weights the keys.
     * ``"all"``: subtract one maximum over the last two dimensions (all tokens and features of one
-      ``(..., n, m)`` slice, i.e. per batch/head). Safe for queries and for **keys**: the same factor
-      multiplies every key and cancels in every attention row.
+      ``(..., n, m)`` slice, i.e. per batch/head). Safe for queries and for **keys** in non-causal
+      attention: the same factor multiplies every key and cancels in every attention row. Not for
+      causal attention: the maximum then includes future keys, and a large future key, through
+      underflow, changes past outputs (:func:`performer_attention` uses a running maximum there).
 
     In both stabilised modes the normalised attention output is unchanged (exactly, up to
     round-off), but :math:`\phi(q)\cdot\phi(k)` no longer estimates :math:`e^{q\cdot k}`: it is

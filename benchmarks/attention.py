@@ -145,6 +145,12 @@ def run(ns, min_run_time: float, runs: int = 3) -> dict:
                 "torch SDPA": lambda: F.scaled_dot_product_attention(q, k, v),
             }, min_run_time, runs), n)
 
+            # the same without the probabilities: our need_weights=False path goes through SDPA
+            add("softmax attention, no weights", _runs({
+                "kexue_core.softmax_attention(need_weights=False)": lambda: softmax_attention(q, k, v, need_weights=False),
+                "torch SDPA": lambda: F.scaled_dot_product_attention(q, k, v),
+            }, min_run_time, runs), n)
+
         # 2. non-causal linear attention, elu+1 features, vs performer-pytorch on the same features
         #    (the feature maps are inside both timed calls)
         torch.testing.assert_close(linear_attention(q, k, v, eps=1e-12),

@@ -334,3 +334,6 @@ def test_lower_bound_ignores_masked_scores():
     assert lb[1].item() == 0.0  # one real score: the entropy is 0, the bound log 1 - 0 = 0
     h = attention_entropy(torch.softmax(0.5 * s, -1))
     assert (lb <= h + 1e-12).all()
+    assert mean_field_entropy_lower_bound(torch.full((2, 4), -math.inf), 1.0).eq(0).all()  # no real key: 0
+    with pytest.raises(ValueError, match=r"\+inf"):
+        mean_field_entropy_lower_bound(torch.tensor([1.0, math.inf]), 1.0)

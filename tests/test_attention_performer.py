@@ -329,8 +329,9 @@ def test_causal_performer_does_not_leak_future_keys_float32():
 
 
 def test_causal_performer_exact_in_float64():
-    n, d, m = 50, 8, 33
+    n, d, m = 150, 8, 33  # three chunks of 64: the prefix states across chunks are used
     q, k, v = (torch.randn(3, n, d, generator=gen(s), dtype=F64) for s in (64, 65, 66))
+    k[:, 100] *= 6  # a large key mid-sequence: the running maximum jumps inside chunk 1
     W = draw_random_features(m, d, generator=gen(67), dtype=F64)
     for scale in (None, 0.7):
         got = performer_attention(q, k, v, W, scale=scale, causal=True)
@@ -338,12 +339,13 @@ def test_causal_performer_exact_in_float64():
 
 
 def test_performer_key_padding_mask():
-    n, d, m = 12, 8, 40
+    n, d, m = 140, 8, 40  # three chunks of 64
     q, k, v = (torch.randn(2, n, d, generator=gen(s), dtype=F64) for s in (70, 71, 72))
     W = draw_random_features(m, d, generator=gen(73), dtype=F64)
     keep = torch.ones(2, n, dtype=torch.bool)
-    keep[0, 9:] = False
+    keep[0, 90:] = False
     keep[1, :2] = False
+    keep[1, 60:70] = False  # padding across a chunk boundary
     k_pad = k.clone()
     k_pad[~keep] = 40.0  # padded keys whose exponents would dominate any max over all keys
     got = performer_attention(q, k_pad, v, W, key_padding_mask=keep)

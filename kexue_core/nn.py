@@ -34,12 +34,6 @@ ACTIVATIONS = {
 }
 
 
-def _inside_functorch_transform(x: torch.Tensor) -> bool:
-    """True if ``x`` is wrapped by a ``torch.func`` transform (vmap, grad, jacrev, ...)."""
-    probe = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(probe is not None and isinstance(x, torch.Tensor) and probe(x))
-
-
 class MLP(nn.Module):
     r"""Multi-layer perceptron with ``l = len(dims) - 1`` linear layers; the last layer is linear.
 
@@ -58,8 +52,9 @@ class MLP(nn.Module):
 
     Raises ``ValueError`` for fewer than two dims, a non-positive width, an unknown activation or a
     wrong number of activations; ``TypeError`` for non-integer widths. The forward pass works under
-    ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``, ``functional_call``); there the NaN check on
-    the input is skipped, since ``vmap`` forbids data-dependent control flow.
+    ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``, ``functional_call``) and ``torch.compile``;
+    there the NaN check on the input is skipped (``vmap`` forbids data-dependent control flow; found
+    with public API, see ``kexue_core._validation.values_checkable``), the shape and dtype checks stay.
     Source: https://kexue.fm/archives/8796 (the model of the post).
     """
 
@@ -86,13 +81,7 @@ class MLP(nn.Module):
         return len(self.layers)
 
     def _check_input(self, x):
-        if _inside_functorch_transform(x):
-            # vmap forbids data-dependent control flow (the NaN test); check type and shape only
-            check_tensor(x, "x", min_dim=1, floating=False)
-            if not x.is_floating_point():
-                raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
-        else:
-            check_tensor(x, "x", min_dim=1)
+        check_tensor(x, "x", min_dim=1)  # the NaN check runs only outside transforms and compile
         if x.shape[-1] != self.dims[0]:
             raise ValueError(f"x must have last dimension {self.dims[0]}, got shape {tuple(x.shape)}")
 

@@ -33,8 +33,9 @@ def _kernel_sim(feature_map):
 def test_elu_feature_map_values_and_positivity():
     x = torch.tensor([-30.0, -1.0, 0.0, 2.0], dtype=torch.float64)
     expected = torch.tensor([math.exp(-30.0), math.exp(-1.0), 1.0, 3.0], dtype=torch.float64)
-    torch.testing.assert_close(elu_feature_map(x), expected, rtol=1e-15, atol=0)
-    assert (elu_feature_map(torch.randn(1000, dtype=torch.float64) * 10) > 0).all()
+    # elu(x) + 1 = (e^x - 1) + 1: exact up to one rounding of a number near 1 (2^-53 absolute)
+    torch.testing.assert_close(elu_feature_map(x), expected, rtol=1e-15, atol=2.0**-53)
+    assert (elu_feature_map(torch.randn(1000, dtype=torch.float64) * 10) >= 0).all()
 
 
 def test_cosine_feature_map_gives_one_plus_cosine():
@@ -232,3 +233,87 @@ def test_bad_inputs():
         general_attention(q, k, v, lambda a, b: a @ b.mT)  # negative similarities
     with pytest.raises(ValueError):
         linear_attention(q[:, :2], k[:, :, :], v)  # batch dims do not broadcast (2 vs 3 heads)
+
+
+# ---- issue 9: real use (half precision, gradients at 0, padding, guards) ----------------------------
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n", [1024, 8192])
+@pytest.mark.parametrize("causal", [False, True])
+def test_half_precision_matches_float32(dtype, n, causal):
+    """Sums of n ~ 1000 features pass float16's 65504: accumulate in float32, return the input dtype."""
+    g = torch.Generator().manual_seed(n)
+    q, k, v = (torch.randn(1, 2, n, 64, generator=g).to(dtype) for _ in range(3))
+    fn = causal_linear_attention if causal else linear_attention
+    out = fn(q, k, v)
+    assert out.dtype == dtype
+    ref = fn(q.float(), k.float(), v.float())  # the same rounded inputs in float32 arithmetic
+    rel = ((out.float() - ref).norm() / ref.norm()).item()
+    assert rel <= 1e-2, rel  # the issue's bound; rounding the output alone gives ~5e-4 / 4e-3
+
+
+def test_elu_feature_map_equals_elu_plus_one_in_value_and_gradient():
+    x = torch.tensor([-60.0, -30.0, -1.0, -1e-9, 0.0, 1e-9, 1.0, 30.0], dtype=torch.float64, requires_grad=True)
+    y = torch.ones_like(x).requires_grad_(False)
+    ours = elu_feature_map(x)
+    (g_ours,) = torch.autograd.grad(ours, x, y)
+    ref = F.elu(x) + 1
+    (g_ref,) = torch.autograd.grad(ref, x, y)
+    # equal to elu(x) + 1 up to the rounding of e^x - 1 + 1 (one ulp of 1, 2^-52)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=2.0**-52)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-15, atol=0)
+    assert g_ours[4].item() == 1.0  # at x = 0 the gradient is 1 (the issue: it was 2)
+    assert ours.dtype == x.dtype and ours.shape == x.shape
+
+
+def _real_key_reference(q, k, v, mask, fmap, causal):
+    """Drop the padded keys by hand (one batch row at a time) and run the unpadded function."""
+    outs = []
+    for b in range(q.shape[0]):
+        keep = mask[b]
+        if causal:  # padded keys get zero features in the prefix sums: compare with general_attention
+            sim = _kernel_sim(fmap)
+            w = sim(q[b], k[b]) * keep[None, None, :].to(q.dtype)  # (h, n, m)
+            w = w * torch.ones(q.shape[-2], q.shape[-2], dtype=torch.bool).tril()
+            outs.append((w @ v[b]) / (w.sum(-1, keepdim=True) + 1e-6))
+        else:
+            outs.append(linear_attention(q[b], k[b][:, keep], v[b][:, keep], feature_map=fmap))
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("fmap", ["elu+1", "1+qk", "softmax"])
+def test_key_padding_mask_equals_dropping_the_padded_keys(fmap):
+    q, k, v = _qkv(b=2, h=3, n=11, d=4, dv=5)
+    mask = torch.ones(2, 11, dtype=torch.bool)
+    mask[0, 7:] = False  # right padding
+    mask[1, :3] = False  # left padding
+    k_pad, v_pad = k.clone(), v.clone()
+    k_pad.masked_fill_(~mask[:, None, :, None], 1e3)  # huge padded keys: they would swamp softmax_1's sums
+    v_pad.masked_fill_(~mask[:, None, :, None], -1e3)
+    got = linear_attention(q, k_pad, v_pad, feature_map=fmap, key_padding_mask=mask[:, None, :])
+    torch.testing.assert_close(got, _real_key_reference(q, k, v, mask, fmap, causal=False), rtol=0, atol=1e-12)
+    if fmap != "softmax":
+        got = causal_linear_attention(q, k_pad, v_pad, feature_map=fmap, key_padding_mask=mask[:, None, :], chunk_size=4)
+        torch.testing.assert_close(got, _real_key_reference(q, k, v, mask, fmap, causal=True), rtol=0, atol=1e-12)
+
+
+def test_key_padding_mask_bad_input():
+    q, k, v = _qkv(n=6)
+    for fn in (linear_attention, causal_linear_attention):
+        with pytest.raises(TypeError, match="key_padding_mask"):
+            fn(q, k, v, key_padding_mask=torch.ones(6))  # not boolean
+        with pytest.raises(ValueError, match="key_padding_mask"):
+            fn(q, k, v, key_padding_mask=torch.ones(5, dtype=torch.bool))  # wrong m
+
+
+def test_causal_rejects_non_causal_maps_by_property():
+    q, k, v = _qkv(n=6)
+    with pytest.raises(ValueError, match="causal"):
+        causal_linear_attention(q, k, v, feature_map=resolve_feature_maps("softmax"))  # the pair, not the name
+    with pytest.raises(ValueError, match="causal"):
+        causal_linear_attention(q, k, v, feature_map=(torch.exp, lambda x: torch.softmax(x, dim=-2)))  # a user's
+    with pytest.raises(ValueError, match="causal"):
+        causal_linear_attention_recurrent(q, k, v, feature_map=resolve_feature_maps("softmax"))
+    # per-position maps pass, also as a pair
+    out = causal_linear_attention(q, k, v, feature_map=(elu_feature_map, torch.exp))
+    ref = general_attention(q, k, v, lambda a, b: elu_feature_map(a) @ torch.exp(b).mT, causal=True, eps=1e-6)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)

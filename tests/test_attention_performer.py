@@ -300,3 +300,60 @@ def test_relative_variance_default_is_one_feature():
     q = torch.tensor([0.3, -0.2], dtype=F64)
     k = torch.tensor([0.1, 0.4], dtype=F64)
     assert random_feature_relative_variance(q, k).item() == pytest.approx(math.expm1(0.4**2 + 0.2**2), rel=1e-14)
+
+
+# ---------------------------------------------------------------- issue 9: causality, padding
+def _causal_performer_reference(q, k, v, W, scale=None, keep=None):
+    """Unstabilised phi(Q) phi(K)^T, lower triangle, padded keys dropped, normalised (float64)."""
+    lam = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    A = softmax_kernel_estimate(math.sqrt(lam) * q, math.sqrt(lam) * k, W).tril()
+    if keep is not None:
+        A = A * keep[..., None, :].to(A.dtype)
+    return (A @ v) / A.sum(-1, keepdim=True)
+
+
+def test_causal_performer_does_not_leak_future_keys_float32():
+    """A large key at position j > i must not move output i beyond float32 rounding (one global
+    max over all positions as key stabiliser did: 4.8e-3 at 1eb4054)."""
+    n, d, m = 96, 64, 128
+    q, k = (3.5 * torch.randn(2, n, d, generator=gen(s)) for s in (60, 61))
+    v = torch.randn(2, n, d, generator=gen(62))
+    W = draw_random_features(m, d, generator=gen(63))
+    out = performer_attention(q, k, v, W, causal=True)
+    k2 = k.clone()
+    k2[:, 70, :] = W[W.norm(dim=1).argmax()] * d**0.25  # scaled by d^(-1/4) it is the longest omega: largest exponent
+    out2 = performer_attention(q, k2, v, W, causal=True)
+    leak = (out2[:, :70] - out[:, :70]).abs().max().item()
+    assert leak <= 1e-5, leak  # float32 rounding of outputs of size ~1 (1.68 at 1eb4054)
+    assert (out2[:, 70:] - out[:, 70:]).abs().max() > 1e-2  # the perturbation does reach j >= 70
+
+
+def test_causal_performer_exact_in_float64():
+    n, d, m = 150, 8, 33  # three chunks of 64: the prefix states across chunks are used
+    q, k, v = (torch.randn(3, n, d, generator=gen(s), dtype=F64) for s in (64, 65, 66))
+    k[:, 100] *= 6  # a large key mid-sequence: the running maximum jumps inside chunk 1
+    W = draw_random_features(m, d, generator=gen(67), dtype=F64)
+    for scale in (None, 0.7):
+        got = performer_attention(q, k, v, W, scale=scale, causal=True)
+        torch.testing.assert_close(got, _causal_performer_reference(q, k, v, W, scale), rtol=0, atol=1e-12)
+
+
+def test_performer_key_padding_mask():
+    n, d, m = 140, 8, 40  # three chunks of 64
+    q, k, v = (torch.randn(2, n, d, generator=gen(s), dtype=F64) for s in (70, 71, 72))
+    W = draw_random_features(m, d, generator=gen(73), dtype=F64)
+    keep = torch.ones(2, n, dtype=torch.bool)
+    keep[0, 90:] = False
+    keep[1, :2] = False
+    keep[1, 60:70] = False  # padding across a chunk boundary
+    k_pad = k.clone()
+    k_pad[~keep] = 40.0  # padded keys whose exponents would dominate any max over all keys
+    got = performer_attention(q, k_pad, v, W, key_padding_mask=keep)
+    for b in range(2):
+        ref = performer_attention(q[b], k[b][keep[b]], v[b][keep[b]], W)
+        torch.testing.assert_close(got[b], ref, rtol=0, atol=1e-12)
+    got_c = performer_attention(q, k_pad, v, W, causal=True, key_padding_mask=keep)
+    ref_c = _causal_performer_reference(q, k, v, W, keep=keep)
+    torch.testing.assert_close(got_c[1, 2:], ref_c[1, 2:], rtol=0, atol=1e-12)
+    torch.testing.assert_close(got_c[0], ref_c[0], rtol=0, atol=1e-12)
+    assert (got_c[1, :2] == 0).all()  # queries that see no real key: output 0 (empty sum)

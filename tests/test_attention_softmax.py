@@ -268,3 +268,72 @@ def test_entropy_of_a_single_distribution_and_shortest_train_len():
     assert attention_entropy(p).item() == pytest.approx(1.5 * math.log(2), rel=1e-14)
     # train_len = 2 is the smallest that has a log: the scale at n = 2 is 1/sqrt(d)
     assert entropy_invariant_scale(2, 16, train_len=2) == pytest.approx(0.25, rel=1e-14)
+
+
+# ---------------------------------------------------------------- issue 9: SDPA path, guards, padding
+def test_need_weights_false_goes_through_sdpa(monkeypatch):
+    q, k, v = _qkv(2, 3, n=6, m=9, dtype=torch.float32)
+    mask = torch.rand(6, 9, generator=torch.Generator().manual_seed(1)) > 0.3
+    mask[:, 0] = True
+    scale = torch.linspace(0.1, 0.9, 6)[:, None]  # per-query (n, 1) scale
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(*a, **kw):
+        calls.append(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    for kw in ({}, {"mask": mask}, {"scale": 0.3}, {"scale": scale, "mask": mask}):
+        out, probs = softmax_attention(q, k, v, need_weights=False, **kw)
+        assert probs is None
+        want, _ = softmax_attention(q, k, v, **kw)
+        torch.testing.assert_close(out, want, rtol=0, atol=1e-6)
+    assert len(calls) == 4
+
+
+def test_scale_must_broadcast_to_query_rows():
+    q, k, v = _qkv(n=5, m=7)
+    with pytest.raises(ValueError, match="scale"):
+        softmax_attention(q, k, v, scale=torch.ones(7, dtype=torch.float64))  # per key: would scale columns
+    with pytest.raises(ValueError, match="scale"):
+        softmax_attention(q, k, v, scale=torch.ones(5, dtype=torch.float64))  # (n,) broadcasts over keys too
+    with pytest.raises(ValueError, match="scale"):
+        softmax_attention(q, k, v, scale=torch.ones(4, 1, dtype=torch.float64))  # wrong n
+    for ok in (torch.tensor(0.3, dtype=torch.float64), torch.ones(5, 1, dtype=torch.float64), torch.ones(1, 1)):
+        softmax_attention(q, k, v, scale=ok)
+
+
+def test_entropy_invariant_attention_counts_only_real_keys():
+    q, k, v = _qkv(2, n=4, m=9, d=8, seed=3)
+    keep = torch.ones(2, 9, dtype=torch.bool)
+    keep[0, 6:] = False
+    keep[1, :1] = False
+    out, probs = entropy_invariant_attention(q, k, v, key_padding_mask=keep, train_len=16)
+    for b in range(2):
+        ref, _ = entropy_invariant_attention(q[b], k[b][keep[b]], v[b][keep[b]], train_len=16)
+        torch.testing.assert_close(out[b], ref, rtol=0, atol=1e-12)
+    assert (probs[~keep[:, None, :].expand_as(probs)] == 0).all()
+    # causal: query i counts the real keys among 0..i
+    qc, kc, vc = _qkv(2, n=7, m=7, d=8, seed=5)
+    keep = torch.ones(2, 7, dtype=torch.bool)
+    keep[1, 2:4] = False
+    out, _ = entropy_invariant_attention(qc, kc, vc, causal=True, key_padding_mask=keep, train_len=16)
+    for i in range(7):
+        vis = keep[1, : i + 1]
+        ref, _ = entropy_invariant_attention(qc[1, i : i + 1], kc[1, : i + 1][vis], vc[1, : i + 1][vis], train_len=16)
+        torch.testing.assert_close(out[1, i : i + 1], ref, rtol=0, atol=1e-12)
+
+
+def test_lower_bound_ignores_masked_scores():
+    s = torch.tensor([[1.0, 2.0, 4.0, -math.inf, -math.inf], [0.5, -math.inf, -math.inf, -math.inf, -math.inf]],
+                     dtype=torch.float64)
+    lb = mean_field_entropy_lower_bound(s, 0.5)
+    assert torch.isfinite(lb).all()
+    assert lb[0].item() == pytest.approx(math.log(3) - 0.5 * (4 - 7 / 3), rel=1e-14)  # n = 3 real scores
+    assert lb[1].item() == 0.0  # one real score: the entropy is 0, the bound log 1 - 0 = 0
+    h = attention_entropy(torch.softmax(0.5 * s, -1))
+    assert (lb <= h + 1e-12).all()
+    assert mean_field_entropy_lower_bound(torch.full((2, 4), -math.inf), 1.0).eq(0).all()  # no real key: 0
+    with pytest.raises(ValueError, match=r"\+inf"):
+        mean_field_entropy_lower_bound(torch.tensor([1.0, math.inf]), 1.0)

@@ -319,3 +319,57 @@ def test_fit_joint_softmax_initial_kl_matches_its_documented_init():
     log_q = torch.log_softmax((u @ v.T).reshape(-1), 0).reshape(2, 3)
     expected = (torch.special.xlogy(p, p) - p * log_q).sum()
     assert kl[0].item() == pytest.approx(expected.item(), abs=1e-12)
+
+
+# --- issue 9: softmax_entropy at infinities, vmf_kl_to_uniform over its documented range --------------
+def test_softmax_entropy_infinite_logits_defined():
+    inf = math.inf
+    x = torch.tensor([[inf, 0.0, 1.0], [inf, inf, -inf], [-inf, -inf, -inf], [0.0, 0.0, -inf]], dtype=torch.float64)
+    h = softmax_entropy(x)
+    # +inf logits: the limit puts all mass, uniformly, on them; an all -inf row has no mass: entropy 0
+    torch.testing.assert_close(h, torch.tensor([0.0, math.log(2), 0.0, math.log(2)], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+    # the limit: a large finite logit gives the same
+    big = torch.tensor([[1e300, 0.0, 1.0]], dtype=torch.float64)
+    assert softmax_entropy(big).item() == 0.0
+    joint = softmax_entropy(x[:2], dim=(-2, -1))  # three +inf entries over the whole matrix
+    assert joint.item() == pytest.approx(math.log(3), abs=1e-15)
+
+
+def _kl_mpmath(d, kappa, dps=50):
+    """KL(vMF_d(kappa) || uniform) = kappa A_d(kappa) - log 0F1(; d/2; kappa^2/4), high precision."""
+    with mpmath.workdps(dps):
+        k, nu = mpmath.mpf(kappa), mpmath.mpf(d) / 2 - 1
+        ratio = mpmath.besseli(nu + 1, k) / mpmath.besseli(nu, k)
+        log_mgf = mpmath.loggamma(nu + 1) + nu * mpmath.log(2 / k) + mpmath.log(mpmath.besseli(nu, k))
+        return float(k * ratio - log_mgf)
+
+
+KAPPAS = [1e-8, 1e-3, 0.5, 10.0, 300.0, 1e4, 1e5]
+
+
+@pytest.mark.parametrize("d", [2, 3, 64, 512, 1024])
+def test_kl_quadrature_against_mpmath_over_its_range(d):
+    for kappa in KAPPAS:
+        want = _kl_mpmath(d, kappa)
+        got = vmf_kl_to_uniform(d, kappa)
+        assert got >= 0
+        assert abs(got - want) <= 1e-7 * max(1.0, want), (d, kappa, got, want)
+
+
+@pytest.mark.parametrize("d", [2, 3, 7.5, 64, 512, 1024, 4096])
+def test_kl_bessel_against_mpmath_over_its_range(d):
+    for kappa in KAPPAS + [1e7, 1e8, 1e10, 1e12]:
+        want = _kl_mpmath(d, kappa)
+        got = vmf_kl_to_uniform(d, kappa, method="bessel")
+        assert got >= 0
+        assert abs(got - want) <= 1e-10 * max(1.0, want), (d, kappa, got, want)
+
+
+def test_kl_outside_range_raises_clearly():
+    with pytest.raises(ValueError, match="quadrature"):
+        vmf_kl_to_uniform(3, 1e10)  # the grid cannot resolve the peak: use method='bessel'
+    with pytest.raises(ValueError, match="kappa"):
+        vmf_kl_to_uniform(3, 1e13, method="bessel")
+    with pytest.raises(ValueError, match="dim"):
+        vmf_kl_to_uniform(5000, 1.0, method="bessel")

@@ -68,3 +68,22 @@ def test_check_qkv():
     with pytest.raises(ValueError, match=">= 1"):
         check_qkv(torch.zeros(3, 4), torch.zeros(5, 4), torch.zeros(5, 0))  # dv = 0
     check_qkv(torch.zeros(3, 1), torch.zeros(1, 1), torch.zeros(1, 1))  # d = m = dv = 1 is fine
+
+
+def test_values_checkable_outside_and_inside_transforms():
+    import torch
+
+    from kexue_core._validation import values_checkable
+
+    x = torch.randn(3, 2)
+    assert values_checkable(x)
+    seen = []
+
+    def probe(t):
+        seen.append(values_checkable(t))
+        return t.sum()
+
+    torch.func.vmap(probe)(x)
+    torch.func.grad(probe)(x)
+    assert seen == [False, False]
+    assert values_checkable(x)  # back outside

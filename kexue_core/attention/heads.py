@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from .._validation import check_positive_int, check_tensor
+from .._validation import check_positive_int, check_tensor, values_checkable
 from .softmax import softmax_attention
 
 __all__ = ["multi_head_attention", "talking_heads_logits", "talking_heads_attention"]
@@ -267,7 +267,7 @@ def talking_heads_attention(
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             raise TypeError("mask must be a boolean tensor (True = may attend)")
-        if not mask.any(dim=-1).all():
+        if values_checkable(mask) and not mask.any(dim=-1).all():
             raise ValueError("mask has a query row with no allowed key")
         logits = logits.masked_fill(~mask.unsqueeze(-3), float("-inf"))
     probs = torch.softmax(logits, dim=-1)  # (..., h, n, m)

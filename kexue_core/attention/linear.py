@@ -22,17 +22,31 @@ Feature maps accepted by the ``feature_map`` argument:
     :math:`\\mathrm{softmax}_2(Q)\\,\\mathrm{softmax}_1(K)^\\top` sums to 1), so the result equals
     :func:`efficient_attention` up to the ``1/(1 + eps)`` factor. The post's own reading,
     :math:`\\varphi(k_j) = e^{k_j}` per key, is *not* equal to Efficient Attention (see the chapter).
-    Because :math:`\\mathrm{softmax}_1(K)` depends on every key, this map is non-causal and
-    :func:`causal_linear_attention` rejects it.
+    Because :math:`\\mathrm{softmax}_1(K)` depends on every key, this map is non-causal (its key map
+    has ``position_wise = False``) and :func:`causal_linear_attention` rejects it; with a
+    ``key_padding_mask`` the padded keys are left out of the column softmax.
 ``"1+qk"``
     The post's own proposal :math:`\\mathrm{sim} = 1 + \\hat q^\\top \\hat k` with
     :math:`\\hat x = x/\\Vert x\\Vert`, written as a kernel with :func:`cosine_feature_map`
     :math:`\\phi(x) = [1, \\hat x] \\in \\mathbb{R}^{d+1}`, so that :math:`\\phi(q)^\\top\\phi(k) = 1 + \\hat q^\\top\\hat k`
-    (the post does not spell this factorisation out; it is exact).
+    (the post does not spell this factorisation out; it is exact). It is a *signed* factorisation:
+    :math:`\\hat x` has negative entries, so :math:`[1, \\hat x]` is not a non-negative feature map,
+    although every similarity :math:`1 + \\hat q^\\top\\hat k \\ge 0` is; the cost is still linear.
 a callable ``f``
-    Used for both queries and keys: ``f(x: (..., n, d)) -> (..., n, D)`` with non-negative entries.
+    Used for both queries and keys: ``f(x: (..., n, d)) -> (..., n, D)``, such that the similarities
+    :math:`\\phi(q)^\\top\\varphi(k)` are non-negative (the post's requirement; non-negative features
+    are the simple way to get it, but not the only one: see ``"1+qk"``). A map that mixes positions (such
+    as the softmax over the sequence axis) must carry the attribute ``position_wise = False`` and
+    accept ``key_padding_mask=``; :func:`causal_linear_attention` rejects it.
 a pair ``(phi, varphi)``
     Different maps for queries and keys (the post's :math:`\\phi \\neq \\varphi`).
+
+Half precision: :func:`linear_attention` and :func:`causal_linear_attention` compute in float32
+when given float16 or bfloat16 inputs (the unnormalised sums of ~1000 features pass float16's
+65504) and return the input dtype.
+
+Padding: ``key_padding_mask`` (``(..., m)`` bool, ``True`` = a real key) gives padded keys zero
+features, so they enter neither the numerator nor the denominator.
 
 Source: https://kexue.fm/archives/7546, eqs. for the general form, the kernel form and the causal
 recurrence.
@@ -45,7 +59,15 @@ from typing import Callable, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_positive_int, check_positive_real, check_qkv, check_tensor
+from .._validation import (
+    check_key_padding_mask,
+    check_positive_int,
+    check_positive_real,
+    check_qkv,
+    check_result_no_nan,
+    check_tensor,
+    values_checkable,
+)
 
 __all__ = [
     "elu_feature_map",
@@ -72,16 +94,25 @@ DEFAULT_CHUNK_SIZE = 64
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     r"""The feature map :math:`\phi(x) = \mathrm{elu}(x) + 1` of Katharopoulos et al. (2020), elementwise.
 
-    x : (..., n, d). Returns (..., n, d) with entries in (0, inf): ``x + 1`` for ``x > 0`` and
-    ``exp(x)`` for ``x <= 0``.
+    x : (..., n, d). Returns (..., n, d) of ``x``'s dtype with entries in [0, inf): ``x + 1`` for
+    ``x > 0`` and ``exp(x)`` for ``x <= 0`` (``F.elu(x) + 1`` exactly, in value and gradient, also at
+    ``x = 0`` where the gradient is 1; below ``x ~ -37`` in float64, ``-17`` in float32, the value
+    rounds to 0 as ``e^x - 1 + 1`` does).
 
     Raises ``TypeError`` for a non-floating tensor, ``ValueError`` for NaN.
     Source: https://kexue.fm/archives/7546, kernel form; arXiv:2006.16236, eq. (7).
     """
     check_tensor(x, "x", min_dim=1)
-    # = exp(min(x, 0)) + max(x, 0): exact on both sides, whereas elu(x) + 1 = (e^x - 1) + 1 rounds
-    # e^x to a multiple of 2^-53 (0 below x ~ -37), which matters for tiny denominators
-    return x.clamp(min=0.0).add_(x.clamp(max=0.0).exp_())
+    return _elu1(x)
+
+
+def _elu1(x: torch.Tensor) -> torch.Tensor:
+    # one ELU pass and an in-place +1 on its fresh output (ELU's backward keeps its input, not its
+    # output, so the in-place add is safe for autograd and torch.func)
+    return F.elu(x).add_(1.0)
+
+
+elu_feature_map.position_wise = True
 
 
 def softmax_feature_map(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -103,7 +134,9 @@ def cosine_feature_map(x: torch.Tensor) -> torch.Tensor:
 
     For any two non-zero vectors :math:`\phi(q)^\top\phi(k) = 1 + \hat q^\top \hat k \in [0, 2]`, the
     similarity :math:`1 + \cos(q, k)` the post obtains from :math:`e^{x} \approx 1 + x`. A zero vector
-    maps to ``[1, 0, ..., 0]`` (similarity 1 with everything).
+    maps to ``[1, 0, ..., 0]`` (similarity 1 with everything). The features themselves are signed
+    (:math:`\hat x` has negative entries): a signed factorisation of a non-negative similarity, which
+    keeps the linear cost but is not a non-negative feature map.
 
     x : (..., n, d). Returns (..., n, d + 1).
     Raises ``TypeError``/``ValueError`` for non-floating or NaN input.
@@ -115,13 +148,32 @@ def cosine_feature_map(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([ones, xhat], dim=-1)
 
 
+def _softmax_query_map(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=-1)  # softmax_2(Q): over d, per position
+
+
+def _softmax_key_map(x: torch.Tensor, *, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    # softmax_1(K): over the sequence axis, padded keys left out of the normalisation (and given 0)
+    if key_padding_mask is None:
+        return torch.softmax(x, dim=-2)
+    keep = key_padding_mask.unsqueeze(-1)  # (..., m, 1)
+    return torch.softmax(x.masked_fill(~keep, float("-inf")), dim=-2).masked_fill(~keep, 0.0)
+
+
+_softmax_query_map.position_wise = True
+_softmax_key_map.position_wise = False  # mixes positions: not causal, needs the padding mask
+cosine_feature_map.position_wise = True
+
+
 def resolve_feature_maps(feature_map: FeatureMap) -> tuple[Callable, Callable]:
     """Turn a ``feature_map`` argument into the pair ``(phi, varphi)`` for queries and keys.
 
     feature_map : ``"elu+1"``, ``"softmax"``, ``"1+qk"``, a callable (used for both), or a pair of
         callables. See the module docstring for what each name means.
 
-    Returns ``(phi, varphi)``, callables ``(..., n, d) -> (..., n, D)``.
+    Returns ``(phi, varphi)``, callables ``(..., n, d) -> (..., n, D)``. The key map of ``"softmax"``
+    has ``position_wise = False`` (it normalises over the sequence axis) and takes
+    ``key_padding_mask=``; :func:`causal_linear_attention` rejects any map so marked.
     Raises ``ValueError`` for an unknown name, ``TypeError`` for anything else that is not callable.
     Source: https://kexue.fm/archives/7546.
     """
@@ -129,7 +181,7 @@ def resolve_feature_maps(feature_map: FeatureMap) -> tuple[Callable, Callable]:
         if feature_map == "elu+1":
             return elu_feature_map, elu_feature_map
         if feature_map == "softmax":
-            return (lambda x: softmax_feature_map(x, dim=-1)), (lambda x: softmax_feature_map(x, dim=-2))
+            return _softmax_query_map, _softmax_key_map
         if feature_map == "1+qk":
             return cosine_feature_map, cosine_feature_map
         raise ValueError(f"unknown feature_map {feature_map!r}; use 'elu+1', 'softmax', '1+qk' or a callable")
@@ -142,15 +194,55 @@ def resolve_feature_maps(feature_map: FeatureMap) -> tuple[Callable, Callable]:
     raise TypeError(f"feature_map must be a string, a callable or a pair of callables, got {type(feature_map).__name__}")
 
 
-def _features(q, k, feature_map):
+def _apply(f: Callable, x: torch.Tensor, key_padding_mask=None) -> torch.Tensor:
+    """Features of ``x`` (already validated); our own elu map without a second validation."""
+    if f is elu_feature_map:
+        return _elu1(x)
+    if f is cosine_feature_map:
+        return torch.cat([torch.ones_like(x[..., :1]), F.normalize(x, dim=-1)], dim=-1)
+    if key_padding_mask is not None and getattr(f, "position_wise", True) is False:
+        return f(x, key_padding_mask=key_padding_mask)
+    return f(x)
+
+
+def _features(q, k, feature_map, key_padding_mask=None, *, causal: bool = False):
     phi, varphi = resolve_feature_maps(feature_map)
-    fq, fk = phi(q), varphi(k)
+    if causal:
+        for name, f in (("phi", phi), ("varphi", varphi)):
+            if getattr(f, "position_wise", True) is False:
+                raise ValueError(
+                    f"the {name} feature map mixes positions (position_wise = False; e.g. the key map of "
+                    "'softmax', which normalises over the whole sequence), so causal attention would see "
+                    "future keys; use 'elu+1', '1+qk' or a per-position callable")
+    fq, fk = _apply(phi, q), _apply(varphi, k, key_padding_mask)
     for name, f, x in (("phi(q)", fq, q), ("varphi(k)", fk, k)):
         if not isinstance(f, torch.Tensor) or f.shape[:-1] != x.shape[:-1]:
             raise ValueError(f"{name} must be a tensor of shape (..., n, D) matching the input's leading dims")
     if fq.shape[-1] != fk.shape[-1]:
         raise ValueError(f"phi(q) and varphi(k) must have the same feature size, got {fq.shape[-1]} and {fk.shape[-1]}")
+    if causal and values_checkable(q, k):
+        # by property: a causal-safe map gives position 0 the same feature whether or not the later
+        # positions are present (one extra map of one position per argument; exact for elementwise maps)
+        for name, f, x, fx in (("phi", phi, q, fq), ("varphi", varphi, k, fk)):
+            if getattr(f, "position_wise", None) is True:
+                continue
+            first = f(x[..., :1, :])
+            if not torch.allclose(first.to(fx.dtype), fx[..., :1, :], rtol=1e-4, atol=1e-6 * float(fx[..., :1, :].abs().max()) + 1e-30):
+                raise ValueError(
+                    f"the {name} feature map is not causal: the feature of position 0 changes when later "
+                    "positions are removed (a map over the sequence axis, such as softmax(x, dim=-2), "
+                    "would let outputs see future keys); use a per-position map")
+    if key_padding_mask is not None:
+        fk = fk.masked_fill(~key_padding_mask.unsqueeze(-1), 0.0)  # padded keys: zero features
     return fq, fk
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _upcast(*xs):
+    """float16/bfloat16 -> float32 (sums of many features overflow or lose all digits in half)."""
+    return tuple(x.float() if x.dtype in _HALF else x for x in xs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,7 +296,7 @@ def general_attention(
     w = sim(q, k)  # (..., n, m): sim(q_i, k_j)
     if not isinstance(w, torch.Tensor) or w.shape[-2:] != (q.shape[-2], k.shape[-2]):
         raise ValueError("sim must return a tensor of shape (..., n, m)")
-    if (w < 0).any():
+    if values_checkable(w) and (w < 0).any():
         raise ValueError("sim must be non-negative (the post's only requirement)")
     if causal:
         n = q.shape[-2]
@@ -222,6 +314,7 @@ def linear_attention(
     *,
     feature_map: FeatureMap = "elu+1",
     eps: float = 1e-6,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Non-causal linear attention
     :math:`\mathrm{out}_i = \phi(q_i)^\top \sum_j \varphi(k_j) v_j^\top \,/\, (\phi(q_i)^\top \sum_j \varphi(k_j) + \varepsilon)`.
@@ -244,59 +337,82 @@ def linear_attention(
     feature_map : str, callable or pair
         ``"elu+1"`` (default), ``"softmax"`` (Efficient Attention), ``"1+qk"`` (the
         post's :math:`1 + \hat q^\top\hat k`), a callable, or a pair ``(phi, varphi)``; see the module
-        docstring. The maps must return non-negative features.
+        docstring. The similarities :math:`\phi(q)^\top\varphi(k)` must be non-negative (the
+        features themselves need not be: ``"1+qk"`` is a signed factorisation).
     eps : float
         > 0, added to the denominator (guards rows whose similarities are all ~0).
+    key_padding_mask : (..., m) bool tensor, optional
+        ``True`` = a real key, ``False`` = padding; leading dims broadcast against the batch dims.
+        Padded keys get zero features (with ``"softmax"`` they are also left out of the column
+        normalisation), so the result equals attention over the real keys only.
 
     Returns
     -------
-    (..., n, dv)
+    (..., n, dv), the dtype of ``q`` (float16/bfloat16 inputs are computed in float32).
 
     Raises
     ------
     TypeError
-        Non-tensor or non-floating inputs, a ``feature_map`` of the wrong type, a non-real ``eps``.
+        Non-tensor or non-floating inputs, a ``feature_map`` of the wrong type, a non-real ``eps``,
+        a non-boolean ``key_padding_mask``.
     ValueError
-        NaN inputs, mismatched ``d``/``m``/batch dims, unknown ``feature_map`` name, ``eps <= 0``.
+        NaN inputs (checked outside torch.func transforms and torch.compile only), mismatched
+        ``d``/``m``/batch dims, unknown ``feature_map`` name, ``eps <= 0``, a ``key_padding_mask``
+        of the wrong shape.
     """
-    check_qkv(q, k, v)
+    check_qkv(q, k, v, values=False)  # values: one NaN check of the result below
     eps = check_positive_real(eps, "eps")
-    fq, fk = _features(q, k, feature_map)  # (..., n, D), (..., m, D)
-    kv = fk.mT @ v  # (..., D, dv): sum_j varphi(k_j) v_j^T
+    mask = check_key_padding_mask(key_padding_mask, k.shape[:-2], k.shape[-2])
+    dtype = q.dtype
+    q32, k32, v32 = _upcast(q, k, v)
+    fq, fk = _features(q32, k32, feature_map, mask)  # (..., n, D), (..., m, D)
+    if mask is not None:
+        v32 = v32.masked_fill(~mask.unsqueeze(-1), 0.0)
+    kv = fk.mT @ v32  # (..., D, dv): sum_j varphi(k_j) v_j^T
     z = fk.sum(-2)  # (..., D):     sum_j varphi(k_j)
     num = fq @ kv  # (..., n, dv)
-    den = (fq * z.unsqueeze(-2)).sum(-1, keepdim=True)  # (..., n, 1): phi(q_i)^T z
-    return num / (den + eps)
+    den = (fq @ z.unsqueeze(-1)).add_(eps)  # (..., n, 1): phi(q_i)^T z + eps
+    out = (num / den).to(dtype)
+    return check_result_no_nan(out, {"q": q, "k": k, "v": v})
 
 
 def _causal_chunked(fq: torch.Tensor, fk: torch.Tensor, v: torch.Tensor, eps: float, chunk: int) -> torch.Tensor:
-    """Chunk-wise causal linear attention on featurised inputs (see causal_linear_attention)."""
+    """Chunk-wise causal linear attention on featurised inputs (see causal_linear_attention).
+
+    Four batched GEMMs over the ``n/C`` chunks (the masked block, its product with ``[V | 1]``, the
+    chunk states, the prior states) and one cumsum; no Python loop over positions or chunks."""
     *batch, n, D = fq.shape
     dv = v.shape[-1]
     batch = torch.broadcast_shapes(tuple(batch), fk.shape[:-2], v.shape[:-2])
-    fq = fq.expand(*batch, n, D)
-    fk = fk.expand(*batch, n, D)
-    # append a column of ones to v: the last output column is then the denominator phi(q_i)^T z_i
-    v1 = torch.cat([v.expand(*batch, n, dv), torch.ones_like(v[..., :1]).expand(*batch, n, 1)], dim=-1)
     C = min(chunk, n)
     N = -(-n // C)  # number of chunks
     pad = N * C - n
-    if pad:  # zero keys add nothing to S, z; padded query rows are cut off below
-        fq = F.pad(fq, (0, 0, 0, pad))
-        fk = F.pad(fk, (0, 0, 0, pad))
-        v1 = F.pad(v1, (0, 0, 0, pad))
-    fq = fq.reshape(*batch, N, C, D)  # (..., N, C, D)
-    fk = fk.reshape(*batch, N, C, D)
-    v1 = v1.reshape(*batch, N, C, dv + 1)  # (..., N, C, dv+1)
+    # append a column of ones to v: the last output column is then the denominator phi(q_i)^T z_i
+    v1 = F.pad(v, (0, 1), value=1.0)
+    if pad:  # zero keys add nothing to the states; padded query rows are cut off below
+        fq, fk, v1 = F.pad(fq, (0, 0, 0, pad)), F.pad(fk, (0, 0, 0, pad)), F.pad(v1, (0, 0, 0, pad))
+    # flatten (batch..., chunk) into one GEMM batch: (B*N, C, .)
+    fq = fq.expand(*batch, N * C, D).reshape(-1, C, D)
+    fk = fk.expand(*batch, N * C, D).reshape(-1, C, D)
+    v1 = v1.expand(*batch, N * C, dv + 1).reshape(-1, C, dv + 1)
     # within a chunk: masked quadratic form, A_{ts} = phi(q_t)^T varphi(k_s) for s <= t
-    A = (fq @ fk.mT).tril_()  # (..., N, C, C)
-    out = A @ v1  # (..., N, C, dv+1)
+    eager = values_checkable(fq)  # not under torch.func / compile: in-place ops (no vmap batching rule)
+    A = torch.bmm(fq, fk.mT)
+    A = A.tril_() if eager else A.tril()  # (B*N, C, C)
+    out = torch.bmm(A, v1)  # (B*N, C, dv+1)
     if N > 1:
-        # across chunks: state of each chunk, [S_c | z_c] = varphi(K_c)^T [V_c | 1]  (..., N, D, dv+1)
-        state = fk.mT @ v1
-        state = state.cumsum_(dim=-3)  # inclusive prefix over chunks
-        # chunk c sees the state of chunks 0..c-1
-        out[..., 1:, :, :] += fq[..., 1:, :, :] @ state[..., :-1, :, :]
+        # across chunks: [S_c | z_c] = varphi(K_c)^T [V_c | 1], inclusive prefix over the chunks
+        # (a cumsum, never "cumsum - state": its rounding would let a chunk's later keys move its
+        # earlier outputs). Chunk c needs the prefix up to c - 1: in the flattened batch that is
+        # the previous entry, once the last chunk of every sequence (never needed) is zeroed so that
+        # chunk 0 of the next sequence receives nothing.
+        prefix = torch.bmm(fk.mT, v1).unflatten(0, (-1, N)).cumsum(dim=1)  # (B, N, D, dv+1)
+        prefix[:, -1] = 0.0
+        prefix = prefix.flatten(0, 1)  # (B*N, D, dv+1)
+        if eager:  # one fused in-place GEMM, out_c += phi(Q_c) prefix_{c-1}
+            out[1:].baddbmm_(fq[1:], prefix[:-1])
+        else:  # torch.func / torch.compile: baddbmm_ has no vmap batching rule
+            out[1:] += torch.bmm(fq[1:], prefix[:-1])
     out = out.reshape(*batch, N * C, dv + 1)[..., :n, :]
     return out[..., :dv] / (out[..., dv:] + eps)
 
@@ -309,6 +425,7 @@ def causal_linear_attention(
     feature_map: FeatureMap = "elu+1",
     eps: float = 1e-6,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Causal (autoregressive) linear attention
     :math:`\mathrm{out}_i = \phi(q_i)^\top S_i / (\phi(q_i)^\top z_i + \varepsilon)` with the prefix sums
@@ -335,36 +452,43 @@ def causal_linear_attention(
         Values.
     feature_map : str, callable or pair
         ``"elu+1"`` (default), ``"1+qk"``, a callable or a pair; see the module
-        docstring. ``"softmax"`` is rejected: its key map :math:`\mathrm{softmax}_1(K)` normalises
-        over the whole sequence and would leak future keys. A callable must act on each position
-        separately (this cannot be checked).
+        docstring. A map that mixes positions is rejected, by property: one marked
+        ``position_wise = False`` (as the key map of ``"softmax"``, :math:`\mathrm{softmax}_1(K)`,
+        which normalises over the whole sequence and would leak future keys), and (outside
+        torch.func transforms) any map whose feature of position 0 changes when the later positions
+        are removed.
     eps : float
         > 0, added to the denominator.
     chunk_size : int
         Positive, the chunk length ``C`` (default 64, tuned on CPU for d = 64).
+    key_padding_mask : (..., n) bool tensor, optional
+        ``True`` = a real key; padded keys get zero features (they add nothing to :math:`S_i, z_i`).
+        A query that sees no real key gets output 0.
 
     Returns
     -------
-    (..., n, dv)
+    (..., n, dv), the dtype of ``q`` (float16/bfloat16 inputs are computed in float32).
 
     Raises
     ------
     TypeError
-        Non-tensor or non-floating inputs, bad ``feature_map`` type, non-integer ``chunk_size``.
+        Non-tensor or non-floating inputs, bad ``feature_map`` type, non-integer ``chunk_size``,
+        non-boolean ``key_padding_mask``.
     ValueError
-        NaN inputs, mismatched shapes, ``n != m``, ``eps <= 0``, ``chunk_size < 1``, an unknown
-        feature map name or ``"softmax"``.
+        NaN inputs (outside transforms), mismatched shapes, ``n != m``, ``eps <= 0``,
+        ``chunk_size < 1``, an unknown feature map name, a non-causal feature map.
     """
-    check_qkv(q, k, v, causal=True)
+    check_qkv(q, k, v, causal=True, values=False)  # values: one NaN check of the result below
     eps = check_positive_real(eps, "eps")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    if feature_map == "softmax":
-        raise ValueError(
-            "feature_map='softmax' (Efficient Attention) normalises the keys over the whole sequence, "
-            "so it cannot be causal; use 'elu+1', '1+qk' or a per-position callable"
-        )
-    fq, fk = _features(q, k, feature_map)
-    return _causal_chunked(fq, fk, v, eps, chunk_size)
+    mask = check_key_padding_mask(key_padding_mask, k.shape[:-2], k.shape[-2])
+    dtype = q.dtype
+    q32, k32, v32 = _upcast(q, k, v)
+    fq, fk = _features(q32, k32, feature_map, mask, causal=True)
+    if mask is not None:
+        v32 = v32.masked_fill(~mask.unsqueeze(-1), 0.0)
+    out = _causal_chunked(fq, fk, v32, eps, chunk_size).to(dtype)
+    return check_result_no_nan(out, {"q": q, "k": k, "v": v})
 
 
 def causal_linear_attention_recurrent(
@@ -388,9 +512,7 @@ def causal_linear_attention_recurrent(
     """
     check_qkv(q, k, v, causal=True)
     eps = check_positive_real(eps, "eps")
-    if feature_map == "softmax":
-        raise ValueError("feature_map='softmax' cannot be causal (see causal_linear_attention)")
-    fq, fk = _features(q, k, feature_map)
+    fq, fk = _features(q, k, feature_map, causal=True)
     batch = torch.broadcast_shapes(fq.shape[:-2], fk.shape[:-2], v.shape[:-2])
     D, dv = fq.shape[-1], v.shape[-1]
     S = fq.new_zeros(*batch, D, dv)  # S_0 = 0

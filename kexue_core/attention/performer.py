@@ -19,9 +19,17 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
-from .._validation import check_positive_int, check_positive_real, check_qkv, check_tensor
-from .linear import causal_linear_attention, linear_attention
+from .._validation import (
+    check_key_padding_mask,
+    check_positive_int,
+    check_positive_real,
+    check_qkv,
+    check_result_no_nan,
+    check_tensor,
+)
+from .linear import DEFAULT_CHUNK_SIZE, linear_attention
 
 __all__ = [
     "draw_random_features",
@@ -159,8 +167,10 @@ def positive_random_features(
       **queries**: a positive factor per query cancels between numerator and denominator of that
       query's attention row. Not safe for keys: a different factor per key re-weights the keys.
     * ``"all"``: subtract one maximum over the last two dimensions (all tokens and features of one
-      ``(..., n, m)`` slice, i.e. per batch/head). Safe for queries and for **keys**: the same factor
-      multiplies every key and cancels in every attention row.
+      ``(..., n, m)`` slice, i.e. per batch/head). Safe for queries and for **keys** in non-causal
+      attention: the same factor multiplies every key and cancels in every attention row. Not for
+      causal attention: the maximum then includes future keys, and a large future key, through
+      underflow, changes past outputs (:func:`performer_attention` uses a running maximum there).
 
     In both stabilised modes the normalised attention output is unchanged (exactly, up to
     round-off), but :math:`\phi(q)\cdot\phi(k)` no longer estimates :math:`e^{q\cdot k}`: it is
@@ -265,6 +275,60 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+_identity.position_wise = True
+
+
+def _causal_prefix_stabilised(fq, kt, s, v, eps: float, chunk: int) -> torch.Tensor:
+    r"""Causal linear attention with key features :math:`\tilde k_j e^{s_j}` given as a bounded part
+    :math:`\tilde k_j = e^{\ell_j - s_j} \le 1` and a log-scale :math:`s_j` (``-inf`` = no weight),
+    without ever forming :math:`e^{s_j}`: query ``i`` uses the reference :math:`r_i = \max_{j\le i}
+    s_j` (a running max, so only past keys set it), which cancels between numerator and denominator.
+
+    Chunk-wise: inside chunk ``c`` the weights are :math:`(\phi_i\cdot\tilde k_j) e^{s_j - r_i}`,
+    ``j <= i``; the chunks before ``c`` enter through their states :math:`L_{c'} = \sum_{j\in c'}
+    e^{s_j - R_{c'}} \tilde k_j [v_j, 1]^\top` (``R_c`` = the running max at the end of chunk ``c``),
+    carried to the reference :math:`R_{c-1}` by the factors :math:`e^{R_{c'} - R_{c-1}} \le 1`, and
+    to query ``i`` by :math:`e^{R_{c-1} - r_i} \le 1`. Every exponent is <= 0, nothing overflows, and
+    output ``i`` depends on keys ``j <= i`` only. Extra cost O((n/C)^2 D dv) for the chunk factors.
+
+    fq : (..., n, D) query features; kt : (..., n, D); s : (..., n); v : (..., n, dv).
+    """
+    *batch, n, D = fq.shape
+    dv = v.shape[-1]
+    batch = torch.broadcast_shapes(tuple(batch), kt.shape[:-2], s.shape[:-1], v.shape[:-2])
+    r = torch.cummax(s, dim=-1).values  # (..., n): running max r_i
+    r = torch.where(torch.isfinite(r), r, torch.zeros_like(r))  # no real key yet: any finite reference
+    s = torch.where(torch.isfinite(s), s, torch.full_like(s, -math.inf))
+    C = min(chunk, n)
+    N = -(-n // C)
+    pad = N * C - n
+    v1 = F.pad(v, (0, 1), value=1.0)  # [v | 1]: the last column gives the denominator
+    if pad:
+        fq, kt, v1 = F.pad(fq, (0, 0, 0, pad)), F.pad(kt, (0, 0, 0, pad)), F.pad(v1, (0, 0, 0, pad))
+        s = F.pad(s, (0, pad), value=-math.inf)  # padded rows: zero weight
+        r = torch.cat([r, r[..., -1:].expand(*r.shape[:-1], pad)], dim=-1)  # keep r_i >= R_{c-1}
+    fq = fq.expand(*batch, N * C, D).reshape(*batch, N, C, D)
+    kt = kt.expand(*batch, N * C, D).reshape(*batch, N, C, D)
+    v1 = v1.expand(*batch, N * C, dv + 1).reshape(*batch, N, C, dv + 1)
+    s = s.expand(*batch, N * C).reshape(*batch, N, C)
+    r = r.expand(*batch, N * C).reshape(*batch, N, C)
+    # inside a chunk: A_ij = (phi_i . kt_j) exp(s_j - r_i), j <= i  (s_j <= r_i there)
+    decay = (s.unsqueeze(-2) - r.unsqueeze(-1)).tril().exp()  # (..., N, C, C); tril zeroes j > i first
+    A = (fq @ kt.mT) * decay.tril()
+    out = A @ v1  # (..., N, C, dv+1)
+    if N > 1:
+        R = r[..., -1]  # (..., N): reference at the end of each chunk
+        L = (kt * (s - R.unsqueeze(-1)).exp().unsqueeze(-1)).mT @ v1  # (..., N, D, dv+1), factors <= 1
+        # P_c = sum_{c' < c} exp(R_c' - R_{c-1}) L_c'  (reference R_{c-1}), as one (N x N) matrix
+        Rprev = F.pad(R[..., :-1], (1, 0), value=-math.inf)  # R_{c-1}; chunk 0 has no prior (factor 0)
+        G = (R.unsqueeze(-2) - Rprev.unsqueeze(-1)).tril(-1).exp().tril(-1)  # (..., N, N): c' < c
+        P = (G @ L.flatten(-2)).unflatten(-1, (D, dv + 1))  # (..., N, D, dv+1)
+        to_query = (Rprev.unsqueeze(-1) - r).exp()  # (..., N, C): exp(R_{c-1} - r_i) <= 1
+        out = out + (fq @ P) * to_query.unsqueeze(-1)
+    out = out.reshape(*batch, N * C, dv + 1)[..., :n, :]
+    return out[..., :dv] / (out[..., dv:] + eps)
+
+
 def performer_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -273,35 +337,63 @@ def performer_attention(
     *,
     scale: float | None = None,
     causal: bool = False,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""FAVOR+ attention: the linear-time random-feature approximation of
     :math:`\mathrm{softmax}(\lambda QK^\top)V`.
 
     q and k are multiplied by :math:`\sqrt\lambda` (``λ = scale``, default :math:`1/\sqrt d`, i.e. by
-    :math:`d^{-1/4}` as in performer-pytorch), mapped by :func:`positive_random_features` (queries
-    with ``stabilize="row"``, keys with ``stabilize="all"``; both constants cancel), and combined as
-    linear attention :math:`\phi(Q)(\phi(K)^\top V)` over the row sums :math:`\phi(Q)\phi(K)^\top\mathbf 1`.
-    With ``causal=True`` query ``i`` sees keys ``j <= i`` (prefix sums, via
-    :func:`kexue_core.attention.linear.causal_linear_attention` on the features; the non-causal
-    case uses :func:`kexue_core.attention.linear.linear_attention`).
+    :math:`d^{-1/4}` as in performer-pytorch) and mapped to positive random features
+    (:func:`positive_random_features`); the output is :math:`\phi(Q)(\phi(K)^\top V)` over the row
+    sums :math:`\phi(Q)\phi(K)^\top\mathbf 1`. The queries are stabilised per row
+    (``stabilize="row"``). The keys:
+
+    * non-causal: one maximum over the real keys of each ``(n_k, m)`` slice is subtracted
+      (``stabilize="all"``); it cancels in every row;
+    * ``causal=True``: query ``i`` sees keys ``j <= i``, and its stabiliser is the running maximum
+      over keys ``j <= i`` only, so no future key can change a past output, not even by rounding or
+      underflow (one maximum over all positions let a large future key move past outputs by 1.7 in
+      float32). Chunk-wise, without a loop over positions; see ``_causal_prefix_stabilised``.
+
+    All constants cancel exactly: the result equals the unstabilised formula (float64, 1e-12).
 
     q : (..., n, d), k : (..., n_k, d), v : (..., n_k, dv), W : (m, d) from
-    :func:`draw_random_features`. Returns (..., n, dv). Causal needs ``n == n_k``.
+    :func:`draw_random_features`. ``key_padding_mask`` : optional (..., n_k) bool, ``True`` = a real
+    key; padded keys get zero features and do not enter the stabiliser (a query that sees no real
+    key gets output 0). Returns (..., n, dv) in q's dtype (float16/bfloat16 computed in float32).
+    Causal needs ``n == n_k``.
 
-    Raises ``ValueError`` for NaN, mismatched shapes or a non-positive or infinite scale; ``TypeError``
-    for non-floating tensors or a non-real scale. Source: https://kexue.fm/archives/7921;
-    arXiv:2009.14794, Alg. 1.
+    Raises ``ValueError`` for NaN (outside torch.func transforms), mismatched shapes, a bad mask or a
+    non-positive or infinite scale; ``TypeError`` for non-floating tensors, a non-boolean mask or a
+    non-real scale. Source: https://kexue.fm/archives/7921; arXiv:2009.14794, Alg. 1.
     """
-    check_qkv(q, k, v, causal=causal)
+    check_qkv(q, k, v, causal=causal, values=False)  # values: one NaN check of the result below
+    mask = check_key_padding_mask(key_padding_mask, k.shape[:-2], k.shape[-2])
+    dtype = q.dtype
+    q32, k32, v32 = (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in (q, k, v))
+    W32 = W.to(q32.dtype) if isinstance(W, torch.Tensor) and W.dtype in (torch.float16, torch.bfloat16) else W
     d = q.shape[-1]
     scale = 1.0 / math.sqrt(d) if scale is None else check_positive_real(scale, "scale")
     r = math.sqrt(scale)
-    fq = positive_random_features(q * r, W, stabilize="row")  # (..., n, m)
-    fk = positive_random_features(k * r, W, stabilize="all")  # (..., n_k, m)
-    # The features are already mapped: pass them through linear attention with the identity map.
-    # eps = the smallest normal float of the dtype only guards 0/0 and changes nothing else (the
-    # stabilised features have max 1, so the denominators are far above it).
+    fq = positive_random_features(q32 * r, W32, stabilize="row")  # (..., n, m)
+    _check_x_w(k32, W32)
+    m = W32.shape[0]
+    kr = k32 * r
+    logits = kr @ W32.T - 0.5 * (kr * kr).sum(-1, keepdim=True) - 0.5 * math.log(m)  # (..., n_k, m)
+    if mask is not None:
+        logits = logits.masked_fill(~mask.unsqueeze(-1), -math.inf)  # padded keys: zero features
+        v32 = v32.masked_fill(~mask.unsqueeze(-1), 0.0)
+    # eps = the smallest normal float of the dtype only guards 0/0 (a query that sees no real key);
+    # the stabilised features have max 1, so every other denominator is far above it.
     eps = torch.finfo(fq.dtype).tiny
     if not causal:
-        return linear_attention(fq, fk, v, feature_map=_identity, eps=eps)
-    return causal_linear_attention(fq, fk, v, feature_map=_identity, eps=eps)
+        c = logits.detach().amax(dim=(-1, -2), keepdim=True)  # one constant per slice, real keys only
+        c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
+        fk = torch.exp(logits - c)
+        out = linear_attention(fq, fk, v32, feature_map=_identity, eps=eps)
+    else:
+        s = logits.detach().amax(dim=-1)  # (..., n_k): each key's own log-scale
+        s_fin = torch.where(torch.isfinite(s), s, torch.zeros_like(s))
+        kt = torch.exp(logits - s_fin.unsqueeze(-1))  # bounded part, entries <= 1
+        out = _causal_prefix_stabilised(fq, kt, s, v32, eps, DEFAULT_CHUNK_SIZE)
+    return check_result_no_nan(out.to(dtype), {"q": q, "k": k, "v": v})

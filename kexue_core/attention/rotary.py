@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_positive_real, check_tensor
+from .._validation import check_positive_real, check_tensor, values_checkable
 
 __all__ = ["rotary_embedding"]
 
@@ -51,7 +51,7 @@ def rotary_embedding(x, positions=None, *, base: float = 10000.0):
     if not isinstance(positions, torch.Tensor):
         raise TypeError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
     positions = positions.to(torch.float64)
-    if torch.isnan(positions).any():
+    if values_checkable(positions) and torch.isnan(positions).any():
         raise ValueError("positions contains NaN")
     try:
         torch.broadcast_shapes(positions.shape, x.shape[:-1])

@@ -4,14 +4,15 @@ Each ``book/**/*.md`` file with a jupytext header is read with jupytext at colle
 notebook is ever written or committed) and handed to nbval, which runs it cell by cell in lax mode: a cell that raises, or an
 ``assert`` that fails, fails its test and pytest shows the cell. At the end of the run a table gives
 each chapter's total time (kernel start-up included).
+
+``pytest`` runs on all cores with pytest-xdist (``-n auto --dist loadfile`` in ``pyproject.toml``):
+``loadfile`` keeps all cells of a chapter in one worker, in order, on one kernel. ``-n 0`` runs serially.
 """
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 from nbval.plugin import IPyNbFile
 
 ROOT = Path(__file__).resolve().parent
@@ -84,13 +85,20 @@ def pytest_collect_file(file_path: Path, parent):
 _chapter_time: dict[str, float] = defaultdict(float)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    start = time.perf_counter()
-    yield
-    path = Path(str(item.fspath))
-    if isinstance(item.parent, MystNotebook):
-        _chapter_time[str(path.relative_to(ROOT))] += time.perf_counter() - start
+def chapter_of(nodeid: str) -> str | None:
+    """``book/<part>/<slug>.md`` for the id of a chapter's cell (``book/<part>/<slug>.md::Cell N``),
+    else ``None``."""
+    path, sep, name = nodeid.partition("::")
+    return path if sep and path.endswith(".md") and path.startswith("book/") and name.startswith("Cell ") else None
+
+
+def pytest_runtest_logreport(report):
+    """Add each phase of each cell to its chapter's time: the kernel starts in the first cell's
+    set-up and stops in the last one's tear-down, so the sum is the chapter's wall time. Reports
+    reach the controlling process under pytest-xdist too, so the table covers every worker."""
+    chapter = chapter_of(report.nodeid)
+    if chapter is not None:
+        _chapter_time[chapter] += report.duration
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -6,7 +6,10 @@ in parallel. ``jupyter-book build`` has no ``-j`` option, so this module sets Sp
 processes for the reading phase only (writing stays serial): ``kexue_build_jobs`` (``"auto"``: the
 CPUs this process may use), overridden by ``$KEXUE_BUILD_JOBS`` (``KEXUE_BUILD_JOBS=1`` builds
 serially). Sphinx reads in parallel only when more than 5 documents are outdated and every extension
-is parallel-read safe; otherwise it reads serially, as before.
+is parallel-read safe (two that Jupyter Book loads do not say so but are: :data:`REVIEWED_SAFE`);
+and every domain can merge the data of parallel readers (sphinx-proof's ``prf`` domain keeps no data
+but lacks the no-op ``merge_domaindata`` Sphinx asks for: it is given one); otherwise it reads
+serially, as before.
 
 Sphinx cuts the sorted list of outdated documents into contiguous chunks, one process each, at most
 ``jobs`` at a time. Sorted, the long notebooks of one part would share a chunk; at
@@ -20,11 +23,18 @@ import os
 from pathlib import Path
 
 from sphinx.application import Sphinx
+from sphinx.domains import Domain
 from sphinx.util.parallel import make_chunks, parallel_available
 
 from .common import LOG
 
 JOBS_ENV = "KEXUE_BUILD_JOBS"
+#: extensions Jupyter Book loads that do not declare ``parallel_read_safe`` but are: reviewed in the
+#: pinned versions. sphinx-multitoc-numbering only replaces the numbering of the toctrees, which
+#: Sphinx runs in the main process after the parallel readers are merged; sphinx-jupyterbook-latex
+#: adds transforms that change only the document being read and sets up the LaTeX builder in the
+#: main process. Without this, Sphinx would read serially.
+REVIEWED_SAFE = ("sphinx_multitoc_numbering", "sphinx_jupyterbook_latex")
 GUESS_NOTEBOOK_S, GUESS_PAGE_S = 10.0, 0.1
 
 
@@ -71,12 +81,26 @@ def _cost(app: Sphinx, env, docname: str) -> float:
     return GUESS_NOTEBOOK_S if "kernelspec:" in head else GUESS_PAGE_S
 
 
+def _merge_nothing(self, docnames, otherdata) -> None:
+    """``merge_domaindata`` of a domain that keeps no data of its own."""
+
+
 def _before_read(app: Sphinx, env, docnames: list[str]) -> None:
     jobs = build_jobs(app.config.kexue_build_jobs)
     app._kexue_parallel_was = app.parallel
     if jobs <= 1 or app.parallel > 1 or not parallel_available:
         return
+    for name in app.config.kexue_parallel_safe_extensions:
+        ext = app.extensions.get(name)
+        if ext is not None and ext.parallel_read_safe is None:  # undeclared, reviewed safe
+            ext.parallel_read_safe = True
     unsafe = [name for name, ext in app.extensions.items() if not ext.parallel_read_safe]
+    for domain in env.domains.values():
+        if type(domain).merge_domaindata is Domain.merge_domaindata:  # Sphinx's: raises NotImplementedError
+            if type(domain).initial_data:
+                unsafe.append(f"the {domain.name} domain (no merge_domaindata)")
+            else:  # nothing to merge (sphinx-proof 0.4.0's prf domain: its proofs are in env.proof_list)
+                type(domain).merge_domaindata = _merge_nothing
     if unsafe:
         LOG.info(f"[kexue_book] reading serially: not parallel-read safe: {', '.join(unsafe)}")
         return
@@ -92,5 +116,6 @@ def _after_read(app: Sphinx, env) -> None:
 
 def setup(app: Sphinx) -> None:
     app.add_config_value("kexue_build_jobs", "auto", "")
+    app.add_config_value("kexue_parallel_safe_extensions", list(REVIEWED_SAFE), "")
     app.connect("env-before-read-docs", _before_read, priority=900)
     app.connect("env-updated", _after_read, priority=100)

@@ -8,7 +8,7 @@ from sphinx.application import Sphinx
 def post_number_role(name, rawtext, text, lineno, inliner, options=None, content=None):
     """``{post}`1.67629``: a number quoted from the post (not computed by the chapter). It renders
     as the plain number with the class ``kexue-post-number`` (a tooltip says whose it is); the test
-    of prose numbers (tests/test_book_sources.py) accepts numbers marked this way."""
+    of prose numbers (tests/test_book_built.py::test_no_hand_typed_results_in_the_prose) accepts numbers marked this way."""
     node = nodes.inline(rawtext, text, classes=["kexue-post-number"])
     node["title"] = "quoted from the post"
     return [node], []

@@ -4,14 +4,17 @@ book's own extension (myst-nb executing real kernels, the real check recorder).
 The toy book has two chapters: ``toy-a`` imports a module of a toy package ``toycore`` (which imports
 another of its modules, ``toycore._helper``), records checks of every kind (the post's and the book's,
 a refuted claim with its Erratum box, an untested claim); ``toy-b`` imports nothing from ``toycore``.
-The test builds it, rebuilds with no change (nothing executes), changes ``toycore/_helper.py`` (only
-``toy-a`` executes again, and its check changes outcome, the ledger page's own source untouched), and
-compares the ledger, errata and execution statistics with those of a fresh build.
+The test builds it (two processes: Sphinx's parallel reading), rebuilds with no change (nothing
+executes), changes ``toycore/_helper.py`` (only ``toy-a`` executes again, and its check changes
+outcome, the ledger page's own source untouched), compares the ledger, errata and execution statistics
+with those of a fresh build, and finds the imported modules and ``requirements.txt`` among the
+dependencies Sphinx keeps for the chapter.
 """
 from __future__ import annotations
 
 import html
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -139,7 +142,7 @@ def _build(src: Path, out: Path, claims: Path, runs: Path) -> list[str]:
     """Build (incrementally if ``out`` holds a build); return the chapters that executed."""
     before = runs.read_text().split() if runs.is_file() else []
     env = {**os.environ, "KEXUE_CLAIMS_DIR": str(claims), "PYTHONPATH": f"{ROOT}{os.pathsep}{src}",
-           "TOY_RUNS": str(runs), "KEXUE_BUILD_JOBS": "1"}
+           "TOY_RUNS": str(runs), "KEXUE_BUILD_JOBS": "2"}
     r = subprocess.run(
         [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going", str(src), str(out)],
         capture_output=True, text=True, timeout=300, env=env,
@@ -228,8 +231,11 @@ def test_ledger_and_never_stale_rebuilds(tmp_path):
     assert incremental == _pages(fresh_out), "an incremental build shows what a fresh build shows"
     assert len(incremental["execution"]) == 2 and all("✅" in r[2] for r in incremental["execution"])
 
-    (src / "requirements.txt").write_text("sympy\nnumpy\n")
-    assert sorted(_build(src, out, claims, runs)) == ["toy-a", "toy-b"], "a changed requirements.txt executes all"
+    # declared to Sphinx: what toy-a imported (through toycore.api too) and requirements.txt
+    with open(out / ".doctrees" / "environment.pickle", "rb") as f:
+        deps = pickle.load(f).dependencies
+    assert {"requirements.txt", "toycore/api.py", "toycore/_helper.py", "toycore/__init__.py"} <= deps["book/toy/toy-a"]
+    assert "requirements.txt" in deps["book/toy/toy-b"] and not any("toycore" in d for d in deps["book/toy/toy-b"])
 
 
 # -- the pieces, without a build ----------------------------------------------------------------
@@ -263,15 +269,23 @@ def test_outdated_imports(tmp_path):
     assert dependencies.outdated_imports(str(tmp_path), {"a": imports["fresh"]}, ["missing.txt"]) == []
 
 
-def test_balanced_order_spreads_the_costly_documents():
-    docs = [f"d{i:02d}" for i in range(31)]
-    cost = {d: 0.1 for d in docs} | {"d10": 30, "d11": 25, "d12": 20, "d13": 12, "d14": 10, "d15": 8}
-    order = parallel.balanced_order(docs, cost, 2)
-    assert sorted(order) == docs
-    chunks = parallel.make_chunks(order, 2)
-    loads = [sum(cost[d] for d in c) for c in chunks]
-    assert len(chunks) == 3 and max(loads[:2]) < 55 and loads[2] < 1, loads  # sorted, one chunk got 87
-    assert parallel.balanced_order(docs, cost, 16)[:6] == ["d10", "d11", "d12", "d13", "d14", "d15"]
+def test_cost_chunks_put_each_notebook_alone_longest_first():
+    docs = [f"d{i:02d}" for i in range(25)]
+    cost = {d: 0.1 for d in docs} | {"d10": 30, "d03": 25, "d20": 8}
+    chunks = parallel.cost_chunks(docs, cost)
+    assert chunks[:3] == [["d10"], ["d03"], ["d20"]]
+    assert [len(c) for c in chunks[3:]] == [10, 10, 2] and sorted(d for c in chunks for d in c) == docs
+
+
+def test_sphinx_chunking_is_what_cost_chunks_replaces():
+    """Sphinx 7.4's own chunks are contiguous and equal in length (why cost_chunks exists); the
+    reading phase finds make_chunks in sphinx.builders, where the extension swaps it."""
+    import inspect
+
+    import sphinx.builders
+
+    assert [len(c) for c in sphinx.builders.make_chunks(list(range(31)), 2)] == [12, 12, 7]
+    assert "make_chunks(docnames, nproc)" in inspect.getsource(sphinx.builders.Builder._read_parallel)
 
 
 def test_build_jobs(monkeypatch):

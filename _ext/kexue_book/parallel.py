@@ -11,20 +11,23 @@ and every domain can merge the data of parallel readers (sphinx-proof's ``prf`` 
 but lacks the no-op ``merge_domaindata`` Sphinx asks for: it is given one); otherwise it reads
 serially, as before.
 
-Sphinx cuts the sorted list of outdated documents into contiguous chunks, one process each, at most
-``jobs`` at a time. Sorted, the long notebooks of one part would share a chunk; at
-``env-before-read-docs`` the list is reordered so that the costliest documents (the last execution
-time myst-nb recorded, else a guess: notebooks 10 s, pages 0.1 s) are spread over the chunks that
-start first, longest first.
+Sphinx cuts the sorted list of outdated documents into a few contiguous chunks of equal length, one
+process each, at most ``jobs`` at a time: the long notebooks of one part would share a chunk and
+one process would work long after the other. So, for the reading phase only, the chunks are made here
+(:func:`cost_chunks`): each notebook alone, longest first (the last execution time myst-nb recorded,
+else a guess from its size), so that a process that finishes takes the next notebook; the pages
+without code in batches after them. (This swaps ``sphinx.builders.make_chunks`` for the reading phase
+and puts it back at ``env-updated``; Sphinx is pinned, 7.4.7.)
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import sphinx.builders
 from sphinx.application import Sphinx
 from sphinx.domains import Domain
-from sphinx.util.parallel import make_chunks, parallel_available
+from sphinx.util.parallel import parallel_available
 
 from .common import LOG
 
@@ -35,7 +38,8 @@ JOBS_ENV = "KEXUE_BUILD_JOBS"
 #: adds transforms that change only the document being read and sets up the LaTeX builder in the
 #: main process. Without this, Sphinx would read serially.
 REVIEWED_SAFE = ("sphinx_multitoc_numbering", "sphinx_jupyterbook_latex")
-GUESS_NOTEBOOK_S, GUESS_PAGE_S = 10.0, 0.1
+GUESS_PAGE_S = 0.1
+GUESS_NOTEBOOK_S_PER_KB = 1.0  # a notebook's first execution time, guessed from its size
 
 
 def build_jobs(setting) -> int:
@@ -53,21 +57,13 @@ def build_jobs(setting) -> int:
     return n
 
 
-def balanced_order(docnames: list[str], cost: dict[str, float], nproc: int) -> list[str]:
-    """``docnames`` reordered so that Sphinx's chunks (:func:`sphinx.util.parallel.make_chunks`, run
-    ``nproc`` at a time in list order) get the costliest documents first and evenly: longest first,
-    each to the least loaded of the chunks that start at once while they have room, then to the
-    later chunks."""
-    sizes = [len(c) for c in make_chunks(list(range(len(docnames))), nproc)]
-    bins: list[list[str]] = [[] for _ in sizes]
-    load = [0.0] * len(sizes)
-    for d in sorted(docnames, key=lambda d: (-cost.get(d, 0.0), d)):
-        room = [i for i in range(len(sizes)) if len(bins[i]) < sizes[i]]
-        first = [i for i in room if i < nproc] or room
-        i = min(first, key=lambda i: (load[i], i))
-        bins[i].append(d)
-        load[i] += cost.get(d, 0.0)
-    return [d for b in bins for d in b]
+def cost_chunks(docnames: list[str], cost: dict[str, float], *, light: float = 1.0, batch: int = 10) -> list[list[str]]:
+    """The chunks of Sphinx's parallel reading: each document of ``cost`` (seconds) >= ``light``
+    alone, costliest first, then the cheaper ones in batches of at most ``batch``, in their order.
+    Every document of ``docnames`` is in exactly one chunk."""
+    heavy = sorted((d for d in docnames if cost.get(d, 0.0) >= light), key=lambda d: (-cost[d], d))
+    cheap = [d for d in docnames if cost.get(d, 0.0) < light]
+    return [[d] for d in heavy] + [cheap[i:i + batch] for i in range(0, len(cheap), batch)]
 
 
 def _cost(app: Sphinx, env, docname: str) -> float:
@@ -75,10 +71,10 @@ def _cost(app: Sphinx, env, docname: str) -> float:
     if exec_data.get("runtime"):
         return float(exec_data["runtime"])
     try:
-        head = Path(env.doc2path(docname)).read_text(encoding="utf-8")[:2000]
+        text = Path(env.doc2path(docname)).read_text(encoding="utf-8")
     except OSError:
         return GUESS_PAGE_S
-    return GUESS_NOTEBOOK_S if "kernelspec:" in head else GUESS_PAGE_S
+    return max(1.0, GUESS_NOTEBOOK_S_PER_KB * len(text) / 1000) if "kernelspec:" in text[:2000] else GUESS_PAGE_S
 
 
 def _merge_nothing(self, docnames, otherdata) -> None:
@@ -105,13 +101,25 @@ def _before_read(app: Sphinx, env, docnames: list[str]) -> None:
         LOG.info(f"[kexue_book] reading serially: not parallel-read safe: {', '.join(unsafe)}")
         return
     app.parallel = jobs
-    if len(docnames) > 5:
-        docnames[:] = balanced_order(list(docnames), {d: _cost(app, env, d) for d in docnames}, jobs)
-        LOG.info(f"[kexue_book] reading {len(docnames)} documents in {jobs} processes")
+    if len(docnames) > 5:  # Sphinx reads fewer serially
+        chunks = cost_chunks(list(docnames), {d: _cost(app, env, d) for d in docnames})
+        docnames[:] = [d for c in chunks for d in c]
+        original = sphinx.builders.make_chunks
+        app._kexue_make_chunks = original
+
+        def read_chunks(arguments, nproc, maxbatch=10):
+            return chunks if list(arguments) == docnames else original(arguments, nproc, maxbatch)
+
+        sphinx.builders.make_chunks = read_chunks
+        LOG.info(f"[kexue_book] reading {len(docnames)} documents in {jobs} processes, "
+                 f"{len(chunks)} chunks (each notebook alone, longest first)")
 
 
 def _after_read(app: Sphinx, env) -> None:
     app.parallel = getattr(app, "_kexue_parallel_was", app.parallel)  # writing stays as it was
+    if hasattr(app, "_kexue_make_chunks"):
+        sphinx.builders.make_chunks = app._kexue_make_chunks
+        del app._kexue_make_chunks
 
 
 def setup(app: Sphinx) -> None:

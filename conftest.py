@@ -6,13 +6,15 @@ notebook is ever written or committed) and handed to nbval, which runs it cell b
 each chapter's total time (kernel start-up included).
 
 ``pytest`` runs on all cores with pytest-xdist (``-n auto --dist loadfile`` in ``pyproject.toml``):
-``loadfile`` keeps all cells of a chapter in one worker, in order, on one kernel. ``-n 0`` runs serially.
+all cells of a chapter run in one worker, in order, on one kernel; the chapters start first and the
+unit tests, one by one, fill the workers (:func:`pytest_xdist_make_scheduler`). ``-n 0`` runs serially.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from nbval.plugin import IPyNbFile
 
 ROOT = Path(__file__).resolve().parent
@@ -90,6 +92,24 @@ def chapter_of(nodeid: str) -> str | None:
     else ``None``."""
     path, sep, name = nodeid.partition("::")
     return path if sep and path.endswith(".md") and path.startswith("book/") and name.startswith("Cell ") else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's ``--dist loadfile``, refined: a chapter's cells are one unit of work (one worker,
+    in order, on one kernel) and every other test is a unit of its own. Units with more tests go
+    first (xdist's loadscope order), so the chapters start first and the short unit tests fill the
+    workers at the end; plain loadfile would send whole test files, largest first, and leave one
+    worker running the last chapter alone. Test ids are unchanged."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ChapterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return chapter_of(nodeid) or nodeid
+
+    return ChapterScheduling(config, log)
 
 
 def pytest_runtest_logreport(report):

@@ -59,7 +59,7 @@ def record_cell(path: Path, packages: list[str]) -> str:
 
 
 def _executes(app: Sphinx) -> bool:
-    return app.config.nb_execution_mode not in ("off", None)
+    return getattr(app.config, "nb_execution_mode", "off") not in ("off", None)  # myst-nb executes
 
 
 def _is_notebook(meta: dict) -> bool:

@@ -4,10 +4,13 @@ Each ``book/**/*.md`` file with a jupytext header is read with jupytext at colle
 notebook is ever written or committed) and handed to nbval, which runs it cell by cell in lax mode: a cell that raises, or an
 ``assert`` that fails, fails its test and pytest shows the cell. At the end of the run a table gives
 each chapter's total time (kernel start-up included).
+
+``pytest`` runs on all cores with pytest-xdist (``-n auto --dist loadfile`` in ``pyproject.toml``):
+all cells of a chapter run in one worker, in order, on one kernel; the chapters start first and the
+unit tests, one by one, fill the workers (:func:`pytest_xdist_make_scheduler`). ``-n 0`` runs serially.
 """
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -84,13 +87,38 @@ def pytest_collect_file(file_path: Path, parent):
 _chapter_time: dict[str, float] = defaultdict(float)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    start = time.perf_counter()
-    yield
-    path = Path(str(item.fspath))
-    if isinstance(item.parent, MystNotebook):
-        _chapter_time[str(path.relative_to(ROOT))] += time.perf_counter() - start
+def chapter_of(nodeid: str) -> str | None:
+    """``book/<part>/<slug>.md`` for the id of a chapter's cell (``book/<part>/<slug>.md::Cell N``),
+    else ``None``."""
+    path, sep, name = nodeid.partition("::")
+    return path if sep and path.endswith(".md") and path.startswith("book/") and name.startswith("Cell ") else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's ``--dist loadfile``, refined: a chapter's cells are one unit of work (one worker,
+    in order, on one kernel) and every other test is a unit of its own. Units with more tests go
+    first (xdist's loadscope order), so the chapters start first and the short unit tests fill the
+    workers at the end; plain loadfile would send whole test files, largest first, and leave one
+    worker running the last chapter alone. Test ids are unchanged."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ChapterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return chapter_of(nodeid) or nodeid
+
+    return ChapterScheduling(config, log)
+
+
+def pytest_runtest_logreport(report):
+    """Add each phase of each cell to its chapter's time: the kernel starts in the first cell's
+    set-up and stops in the last one's tear-down, so the sum is the chapter's wall time. Reports
+    reach the controlling process under pytest-xdist too, so the table covers every worker."""
+    chapter = chapter_of(report.nodeid)
+    if chapter is not None:
+        _chapter_time[chapter] += report.duration
 
 
 def pytest_terminal_summary(terminalreporter):

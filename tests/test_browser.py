@@ -238,3 +238,49 @@ def test_page_renders_offline(site, browser, page_path):
     if page_path in _chapters():
         assert n_math > 0, "a chapter page with no equation"
         assert images, "a chapter page with no figure"
+
+
+SEARCH_QUERY = "Performer"
+
+
+def _chapters_titled(word: str) -> list[str]:
+    """The chapter pages whose title (first ``# `` heading of the source) contains ``word``."""
+    out = []
+    for page in sorted(_chapters()):
+        text = (ROOT / page.replace(".html", ".md")).read_text(encoding="utf-8")
+        title = next((line for line in text.splitlines() if line.startswith("# ")), "")
+        if word.casefold() in title.casefold():
+            out.append(page)
+    return out
+
+
+def test_search_works_offline(site, browser):
+    """Type a query into the book's search box (Ctrl+K opens it) with the network blocked: the
+    search page runs on the site's own index and lists every chapter whose title has the word."""
+    base, html = site
+    expected = _chapters_titled(SEARCH_QUERY)
+    assert expected, f"no chapter titled with {SEARCH_QUERY!r}: choose another query"
+    page, blocked, errors, failed = _guarded_page(browser, base)
+    try:
+        page.goto(base + "book/intro.html", wait_until="load", timeout=60_000)
+        page.keyboard.press("Control+k")  # the theme's search dialog
+        box = page.locator("form.bd-search input[name='q']:visible").first
+        box.wait_for(state="visible", timeout=10_000)
+        box.fill(SEARCH_QUERY)
+        box.press("Enter")
+        page.wait_for_url("**/search.html?q=*", timeout=30_000)
+        page.wait_for_function(
+            "() => { const s = document.querySelector('#search-results .search-summary');"
+            " return s && /finished|did not match/i.test(s.textContent); }",
+            timeout=60_000,
+        )
+        summary = page.locator("#search-results .search-summary").inner_text()
+        hrefs = page.eval_on_selector_all("#search-results ul.search li a", "els => els.map(a => a.href)")
+    finally:
+        page.close()
+    assert not blocked, f"requests to the network (blocked): {blocked}"
+    assert not failed, f"resources that failed to load: {failed}"
+    assert not errors, f"console errors: {errors}"
+    found = {h.removeprefix(base).split("?")[0].split("#")[0] for h in hrefs}
+    missing = [p for p in expected if p not in found]
+    assert not missing, f"search for {SEARCH_QUERY!r} ({summary!r}) did not list {missing}; it listed {sorted(found)}"

@@ -32,3 +32,12 @@ def test_pytest_collects_exactly_the_toc_chapters():
     listed_notebooks = {f for f in toc_files() if (ROOT / f"{f}.md").is_file() and is_notebook_chapter(ROOT / f"{f}.md")}
     assert listed_notebooks, "no notebook chapter listed in _toc.yml"
     assert collected == listed_notebooks, (collected ^ listed_notebooks)
+
+
+def test_chapter_of_names_the_chapter_of_a_cell():
+    """The run-time table and the xdist scheduler group a chapter's cells by this."""
+    from conftest import chapter_of
+
+    assert chapter_of("book/attention/tta-fast-mlm.md::Cell 12") == "book/attention/tta-fast-mlm.md"
+    assert chapter_of("tests/test_toc.py::test_no_orphan_chapter") is None
+    assert chapter_of("book/attention/tta-fast-mlm.md") is None

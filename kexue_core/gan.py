@@ -17,8 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._validation import check_positive_real, check_tensor
-from .nn import _inside_functorch_transform
+from ._validation import check_positive_real, check_tensor, values_checkable
 
 __all__ = ["DIRAC_GAN_KINDS", "dirac_gan_vector_field", "gradient_penalty"]
 
@@ -27,7 +26,7 @@ DIRAC_GAN_KINDS = ("vanilla", "wgan", "wgan_gp", "gan_qp")
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:
-    if _inside_functorch_transform(x):
+    if not values_checkable(x):
         return  # vmap forbids data-dependent control flow
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
@@ -140,7 +139,7 @@ def dirac_gan_vector_field(
 
 def _nonzero_norm(phi: torch.Tensor, name: str, what: str) -> torch.Tensor:
     n = torch.linalg.vector_norm(phi, dim=-1, keepdim=True)
-    if not _inside_functorch_transform(phi) and bool((n == 0).any()):
+    if values_checkable(phi) and bool((n == 0).any()):
         raise ValueError(f"{name} must have no zero row for kind {what!r} (the field divides by ||{name}||)")
     return n
 

@@ -303,3 +303,62 @@ def am_softmax_loss(embeddings, class_weights, target, *, scale: float = 30.0, m
     _check_class_target(cos, target, "embeddings")
     onehot = F.one_hot(target.long(), cos.shape[1]).to(cos.dtype)
     return F.cross_entropy(scale * (cos - margin * onehot), target.long())
+
+
+__all__ += ["cosent_loss"]
+
+
+def cosent_loss(cos_sim, labels, *, scale: float = 20.0):
+    r"""CoSENT loss: a ranking loss that asks every pair with a higher label for a higher cosine.
+
+    .. math::
+       \mathcal L = \log\Bigl(1 + \sum_{i,j:\ \text{labels}_i > \text{labels}_j}
+       e^{\lambda(\cos_j - \cos_i)}\Bigr),\qquad \lambda = \text{scale},
+
+    computed as a ``logsumexp`` over :math:`\{0\}\cup\{\lambda(\cos_j-\cos_i)\}` (stable for any
+    :math:`\lambda`). Only the order of the cosines enters: adding a constant to all of them leaves the
+    loss unchanged. With binary labels it is the Circle-loss form
+    :math:`\log(1+\sum_{\text{pos }p,\ \text{neg }q} e^{\lambda(\cos_q-\cos_p)})`.
+
+    Parameters
+    ----------
+    cos_sim : (N,) floating tensor
+        Cosine similarities of the N sentence pairs (any score works; the scale assumes [-1, 1]).
+    labels : (N,) real tensor
+        Binary or graded labels of the pairs; only their order matters (ties give no term).
+    scale : float
+        :math:`\lambda > 0`; 20 in the post and in sentence-transformers' ``CoSENTLoss``.
+
+    Returns
+    -------
+    Tensor
+        0-dim, of ``cos_sim``'s dtype, nats; ``log 1 = 0`` when all labels are equal.
+
+    Raises
+    ------
+    TypeError
+        Non-tensor ``cos_sim``/``labels``, non-floating ``cos_sim``, non-real ``scale``.
+    ValueError
+        ``cos_sim`` not 1-D, ``labels`` of another shape, NaN, or ``scale <= 0``.
+
+    Notes
+    -----
+    Source: https://kexue.fm/archives/8847 (CoSENT (I)), the equation with :math:`\lambda = 20`, and its
+    code github.com/bojone/CoSENT; the same loss as ``sentence_transformers.losses.CoSENTLoss``.
+    """
+    check_tensor(cos_sim, "cos_sim", min_dim=1)
+    if cos_sim.dim() != 1:
+        raise ValueError(f"cos_sim must have shape (N,), got {tuple(cos_sim.shape)}")
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.shape != cos_sim.shape:
+        raise ValueError(
+            f"labels must have the shape of cos_sim, got {tuple(labels.shape)} and {tuple(cos_sim.shape)}"
+        )
+    if labels.is_floating_point() and bool(torch.isnan(labels).any()):
+        raise ValueError("labels contains NaN")
+    scale = check_positive_real(scale, "scale")
+    diff = scale * (cos_sim[None, :] - cos_sim[:, None])  # [i, j] = λ (cos_j - cos_i)
+    higher = labels[:, None] > labels[None, :]  # pair i should rank above pair j
+    terms = diff.masked_fill(~higher, float("-inf")).flatten()
+    return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)

@@ -27,6 +27,7 @@ from ._validation import check_positive_int, check_tensor
 __all__ = [
     "greedy_search",
     "beam_search",
+    "ancestral_sampling",
     "top_k_top_p_filter",
     "PrefixTrie",
     "self_terminating_eos_lower_bound",
@@ -267,6 +268,66 @@ def beam_search(
                 break
         results.append([(seq, score) for score, seq in finished])
     return results
+
+
+def ancestral_sampling(
+    step_fn: StepFn,
+    prefix: torch.Tensor,
+    *,
+    eos_id: int,
+    max_len: int,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    keep_ids: Iterable[int] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample each next token from the (optionally top-k / nucleus filtered) model distribution.
+
+    ``top_k = 0`` and ``top_p = 1`` give plain ancestral ("native random") sampling; ``keep_ids=[eos_id]``
+    gives the *consistent* top-k / nucleus sampling of Welleck et al. (2020), which keeps eos in the support.
+
+    Parameters
+    ----------
+    step_fn, prefix, eos_id, max_len
+        As in :func:`greedy_search`.
+    top_k, top_p, keep_ids
+        As in :func:`top_k_top_p_filter`, applied to the step function's output at every step.
+    generator : torch.Generator, optional
+        Source of randomness (seed it for reproducible samples).
+
+    Returns
+    -------
+    tokens : torch.Tensor
+        ``(B, T)`` ``torch.long``, rows padded with eos after their eos.
+    finished : torch.Tensor
+        ``(B,)`` bool.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`greedy_search` and :func:`top_k_top_p_filter`.
+
+    Notes
+    -----
+    Source: the stochastic decoders reviewed in https://kexue.fm/archives/7500.
+    """
+    prefix = _check_prefix(prefix)
+    eos_id = _check_eos(eos_id)
+    max_len = check_positive_int(max_len, "max_len")
+    if max_len <= prefix.shape[1]:
+        raise ValueError(f"max_len = {max_len} must exceed the prefix length {prefix.shape[1]}")
+    tokens = prefix
+    finished = torch.zeros(prefix.shape[0], dtype=torch.bool)
+    while tokens.shape[1] < max_len:
+        logp = _call_step(step_fn, tokens, eos_id)
+        logp = top_k_top_p_filter(logp, top_k=top_k, top_p=top_p, keep_ids=keep_ids)
+        nxt = torch.multinomial(torch.softmax(logp.double(), dim=-1), 1, generator=generator)[:, 0]
+        nxt = torch.where(finished, torch.full_like(nxt, eos_id), nxt)
+        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+        finished = finished | (nxt == eos_id)
+        if bool(finished.all()):
+            break
+    return tokens, finished
 
 
 def top_k_top_p_filter(

@@ -296,3 +296,29 @@ def test_bad_input():
         PrefixTrie(["abc"])
     with pytest.raises(ValueError, match="allowed_tokens"):
         greedy_search(step, pre, eos_id=3, max_len=5, allowed_tokens=lambda b, t: [])
+
+
+def test_ancestral_sampling():
+    from kexue_core.decoding import ancestral_sampling
+
+    step = _table_step(5, 3)
+    pre = torch.tensor([[0, 1]] * 6)
+    # top-1 sampling is greedy search
+    s, f = ancestral_sampling(step, pre, eos_id=4, max_len=12, top_k=1, generator=torch.Generator().manual_seed(0))
+    g, fg = greedy_search(step, pre, eos_id=4, max_len=12)
+    assert torch.equal(s, g) and torch.equal(f, fg)
+    # a constant distribution: the first sampled token has the model's frequencies (4 standard errors)
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    const = lambda t: probs.log().expand(t.shape[0], 4)  # noqa: E731
+    n = 20000
+    toks, _ = ancestral_sampling(const, torch.zeros(n, 1, dtype=torch.long), eos_id=3, max_len=2,
+                                 generator=torch.Generator().manual_seed(1))
+    freq = torch.bincount(toks[:, 1], minlength=4).double() / n
+    se = (probs.double() * (1 - probs.double()) / n).sqrt()
+    assert ((freq - probs.double()).abs() < 4 * se).all()
+    # nucleus 0.5 keeps {0}; with eos kept the support is {0, 3}
+    toks, _ = ancestral_sampling(const, torch.zeros(n, 1, dtype=torch.long), eos_id=3, max_len=2, top_p=0.5,
+                                 keep_ids=[3], generator=torch.Generator().manual_seed(2))
+    assert set(toks[:, 1].tolist()) == {0, 3}
+    with pytest.raises(ValueError, match="top_p"):
+        ancestral_sampling(const, pre, eos_id=3, max_len=5, top_p=0.0)

@@ -32,6 +32,7 @@ __all__ = [
     "PrefixTrie",
     "self_terminating_eos_lower_bound",
     "self_terminating_log_probs",
+    "lookahead_reweight",
 ]
 
 StepFn = Callable[[torch.Tensor], torch.Tensor]
@@ -483,6 +484,23 @@ class PrefixTrie:
             return []
         return sorted(i for i in node if i != self._END)
 
+    def keys(self, prefix: Sequence[int] = ()) -> list[list[int]]:
+        """All stored sequences that start with ``prefix`` (``prefix`` itself included if stored),
+        in lexicographic order of ids."""
+        node = self._node(prefix)
+        if node is None:
+            return []
+        base = self._as_ids(prefix, "prefix")
+        out = []
+        stack = [(node, base)]
+        while stack:
+            cur, path = stack.pop()
+            if self._END in cur:
+                out.append(list(path))
+            for i in sorted((i for i in cur if i != self._END), reverse=True):
+                stack.append((cur[i], path + [i]))
+        return out
+
     def __contains__(self, seq) -> bool:
         try:
             node = self._node(seq)
@@ -494,13 +512,7 @@ class PrefixTrie:
         return self._len
 
     def __iter__(self):
-        stack = [(self._root, [])]
-        while stack:
-            node, path = stack.pop()
-            if self._END in node:
-                yield list(path)
-            for i in sorted((i for i in node if i != self._END), reverse=True):
-                stack.append((node[i], path + [i]))
+        yield from self.keys(())
 
 
 def self_terminating_eos_lower_bound(t, eps):
@@ -595,3 +607,86 @@ def self_terminating_log_probs(logits: torch.Tensor, *, eos_id: int, eps: float)
     out = log_other.clone()
     out[..., eos_id] = log_eos
     return out
+
+
+def lookahead_reweight(
+    probs: torch.Tensor,
+    prefix: Sequence[int],
+    trie: PrefixTrie,
+    query: Sequence[int],
+    *,
+    end_id: int,
+    lookahead: bool = True,
+) -> torch.Tensor:
+    r"""Trie-constrained next-token distribution with the "look-ahead" re-weighting of post 8802.
+
+    Exactly as the post's code (``KgCLUE-bert4keras/baseline.py``, ``AutoQA.predict``): let ``A`` be the ids
+    the trie allows after ``prefix``. If ``lookahead`` and ``|A| > 1``, every stored completion ``c`` of
+    ``prefix`` gives its next id ``c[len(prefix)]`` the weight
+
+    .. math:: w = \max\big(1,\ \max_c\,[\mathrm{LCS}(c, Q) - \mathrm{LCS}(\text{prefix}, Q) + 1]\big),
+
+    and :math:`p \leftarrow p^{1/w}` (ids of no completion keep weight 1). Then everything outside ``A``
+    is zeroed (``A`` empty: only ``end_id`` is allowed) and the result renormalised.
+
+    Parameters
+    ----------
+    probs : torch.Tensor
+        ``(V,)`` next-token probabilities (non-negative; need not sum to 1).
+    prefix : sequence of int
+        The ids decoded so far (the trie is walked from its root with them).
+    trie : PrefixTrie
+        The database of allowed outputs.
+    query : sequence of int
+        The question's ids, against which coverage (LCS) is measured.
+    end_id : int
+        The id allowed when the trie offers nothing.
+    lookahead : bool
+        False: constraint only (the code applies the look-ahead only once the subject S is decoded).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(V,)`` probabilities, zero outside the allowed set, summing to 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``probs`` not a 1-d floating tensor, negative probabilities, an allowed id outside ``0..V-1``,
+        or zero mass on the allowed set.
+
+    Notes
+    -----
+    Source: https://kexue.fm/archives/8802, equations for :math:`\Delta^{(k)}` and
+    :math:`p_k\leftarrow p_k^{1/(\Delta^{(k)}+1)}`. The code measures the gain on the whole decoded
+    sequence and whole stored completions (subject, predicate and meaning), the post on the predicate alone.
+    """
+    from .text import lcs_length
+
+    check_tensor(probs, "probs", min_dim=1)
+    if probs.dim() != 1:
+        raise ValueError(f"probs must have shape (V,), got {tuple(probs.shape)}")
+    if (probs < 0).any():
+        raise ValueError("probs must be non-negative")
+    vocab = probs.shape[0]
+    prefix = [int(i) for i in prefix]
+    allowed = trie.next_tokens(prefix)
+    p = probs.clone()
+    if lookahead and len(allowed) > 1:
+        weights = torch.ones_like(p)
+        lcs0 = lcs_length(prefix, list(query))
+        for c in trie.keys(prefix):
+            if len(c) > len(prefix):
+                w = lcs_length(c, list(query)) - lcs0
+                weights[c[len(prefix)]] = max(w + 1, float(weights[c[len(prefix)]]))
+        p = p ** (1.0 / weights)
+    if not allowed:
+        allowed = [_check_eos(end_id)]
+    if max(allowed) >= vocab:
+        raise ValueError(f"the trie allows id {max(allowed)} outside the vocabulary 0..{vocab - 1}")
+    out = torch.zeros_like(p)
+    out[allowed] = p[allowed]
+    total = out.sum()
+    if not total > 0:
+        raise ValueError("probs has no mass on the allowed set")
+    return out / total

@@ -22,6 +22,8 @@ __all__ = [
     "load_peoples_daily_1998",
     "top_words",
     "cooccurrence_counts",
+    "lcs_length",
+    "jieba_dictionary",
 ]
 
 #: the part-of-speech tag of punctuation in the People's Daily corpus (Peking University tag set)
@@ -195,3 +197,74 @@ def cooccurrence_counts(
         ij = torch.tensor(list(pairs.keys()), dtype=torch.long)
         counts.index_put_((ij[:, 0], ij[:, 1]), torch.tensor(list(pairs.values()), dtype=torch.float64))
     return (counts + counts.T).to(dtype)
+
+
+def lcs_length(a: Sequence, b: Sequence) -> int:
+    """Length of the longest common subsequence of two sequences (not necessarily contiguous).
+
+    Dynamic programming in O(|a| |b|) time and O(|b|) memory; elements are compared with ``==``, so
+    strings (characters), lists of words and lists of token ids all work.
+
+    Parameters
+    ----------
+    a, b : sequence
+        Any sequences (``str``, ``list``, ``tuple``, 1-d tensors via ``.tolist()`` first).
+
+    Returns
+    -------
+    int
+        ``0 <= LCS <= min(len(a), len(b))``.
+
+    Raises
+    ------
+    TypeError
+        ``a`` or ``b`` is not a sequence (e.g. a set, a number or a tensor).
+
+    Notes
+    -----
+    Used as the coverage function of the look-ahead decoder of https://kexue.fm/archives/8802 and of the
+    pseudo-summary selection of https://kexue.fm/archives/8209.
+    """
+    for name, x in (("a", a), ("b", b)):
+        if isinstance(x, torch.Tensor) or not isinstance(x, Sequence):
+            raise TypeError(f"{name} must be a sequence (str, list, tuple), got {type(x).__name__}")
+    if len(a) < len(b):
+        a, b = b, a
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def jieba_dictionary() -> list[tuple[str, int, str]]:
+    """The dictionary shipped inside the ``jieba`` package (``jieba/dict.txt``), without importing jieba.
+
+    Returns
+    -------
+    list of (str, int, str)
+        ``(word, frequency, part-of-speech tag)`` in file order (349,046 entries in jieba 0.42.1).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``jieba`` is not installed.
+    ValueError
+        If a line is not ``word freq tag``.
+    """
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("jieba's dictionary ships inside the 'jieba' package, which is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "dict.txt"
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise ValueError(f"{path}:{lineno}: expected 'word freq tag', got {line!r}")
+            out.append((parts[0], int(parts[1]), parts[2]))
+    return out

@@ -322,3 +322,27 @@ def test_ancestral_sampling():
     assert set(toks[:, 1].tolist()) == {0, 3}
     with pytest.raises(ValueError, match="top_p"):
         ancestral_sampling(const, pre, eos_id=3, max_len=5, top_p=0.0)
+
+
+def test_lookahead_reweight_as_in_the_post_code():
+    from kexue_core.decoding import lookahead_reweight
+
+    chars = "张三主讲课程要成就什么[]"
+    ids = {c: i for i, c in enumerate(chars)}
+    enc = lambda s: [ids[c] for c in s]  # noqa: E731
+    trie = PrefixTrie([enc("张三]主讲课程"), enc("张三]主要成就")])
+    q = enc("张三主要讲什么课程")
+    probs = torch.full((len(chars),), 0.01, dtype=torch.float64)
+    probs[ids["要"]], probs[ids["讲"]] = 0.6, 0.3
+    out = lookahead_reweight(probs, enc("张三]主"), trie, q, end_id=ids["]"])
+    # LCS(prefix, Q) = 3 (张三主); completions reach 6 (张三主讲课程) and 4 (张三主要): weights 4 and 2
+    w_jiang, w_yao = 0.3 ** (1 / 4), 0.6 ** (1 / 2)
+    assert float(out[ids["讲"]]) == pytest.approx(w_jiang / (w_jiang + w_yao), rel=1e-12)
+    assert float(out.sum()) == pytest.approx(1.0) and int((out > 0).sum()) == 2
+    plain = lookahead_reweight(probs, enc("张三]主"), trie, q, end_id=ids["]"], lookahead=False)
+    assert float(plain[ids["讲"]]) == pytest.approx(1 / 3, rel=1e-12)
+    end = lookahead_reweight(probs, enc("张三]主讲课程"), trie, q, end_id=ids["]"])
+    assert float(end[ids["]"]]) == 1.0
+    with pytest.raises(ValueError, match="probs"):
+        lookahead_reweight(-probs, enc("张三]主"), trie, q, end_id=ids["]"])
+    assert trie.keys(enc("张三]主")) == sorted([enc("张三]主讲课程"), enc("张三]主要成就")])

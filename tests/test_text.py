@@ -120,3 +120,37 @@ def test_cooccurrence_on_real_corpus(corpus):
 def test_cooccurrence_bad_input(vocab, window, exc):
     with pytest.raises(exc):
         cooccurrence_counts([["a", "b"]], vocab, window)
+
+
+def test_lcs_length_against_rapidfuzz_and_brute_force():
+    from rapidfuzz.distance import LCSseq
+
+    from kexue_core.text import lcs_length
+
+    rng = random.Random(0)
+    for _ in range(300):
+        a = "".join(rng.choice("abc") for _ in range(rng.randint(0, 9)))
+        b = "".join(rng.choice("abc") for _ in range(rng.randint(0, 9)))
+        assert lcs_length(a, b) == LCSseq.similarity(a, b)
+        assert lcs_length(list(a), tuple(b)) == lcs_length(b, a)
+    # brute force on short strings: the longest subsequence of a that is a subsequence of b
+    def is_subseq(s, t):
+        it = iter(t)
+        return all(ch in it for ch in s)
+
+    for a, b in [("abcab", "bacba"), ("主讲课程", "张三主要讲什么课程"), ("", "abc"), ("aaaa", "aa")]:
+        best = max(r for r in range(len(a) + 1) for sub in itertools.combinations(a, r) if is_subseq(sub, b))
+        assert lcs_length(a, b) == best
+    assert lcs_length([1, 2, 3, 4], [4, 1, 3]) == 2
+    with pytest.raises(TypeError, match="a must be a sequence"):
+        lcs_length({1, 2}, [1])
+    with pytest.raises(TypeError, match="b must be a sequence"):
+        lcs_length([1], torch.tensor([1]))
+
+
+def test_jieba_dictionary():
+    from kexue_core.text import jieba_dictionary
+
+    d = jieba_dictionary()
+    assert len(d) == 349046
+    assert all(isinstance(f, int) and f > 0 for _, f, _ in d[:1000])

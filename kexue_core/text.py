@@ -24,6 +24,9 @@ __all__ = [
     "cooccurrence_counts",
     "lcs_length",
     "jieba_dictionary",
+    "gap_sentence_selection",
+    "rouge_n",
+    "rouge_l",
 ]
 
 #: the part-of-speech tag of punctuation in the People's Daily corpus (Peking University tag set)
@@ -268,3 +271,118 @@ def jieba_dictionary() -> list[tuple[str, int, str]]:
                 raise ValueError(f"{path}:{lineno}: expected 'word freq tag', got {line!r}")
             out.append((parts[0], int(parts[1]), parts[2]))
     return out
+
+
+def gap_sentence_selection(sentences: Sequence[str], *, ratio: float = 0.25, lcs=None) -> list[int]:
+    """T5 PEGASUS pseudo-summary selection: greedily choose sentences whose concatenation has the longest
+    LCS with the concatenation of the remaining ones.
+
+    With ``k = max(1, floor(ratio * n + 1/2))`` (the post's "about n/4"; at most ``n - 1``), start from
+    nothing and ``k`` times add the sentence ``s`` maximising
+    ``LCS(concat(chosen + [s]), concat(rest - [s]))``, concatenations in document order; ties go to
+    the earliest sentence. The first step is the post's step 1 (one sentence against the other n - 1).
+
+    Parameters
+    ----------
+    sentences : sequence of str
+        The document's sentences, in order (n >= 2).
+    ratio : float
+        Target fraction of sentences, in ``(0, 1)``.
+    lcs : callable, optional
+        ``lcs(a, b) -> int``; default ``rapidfuzz.distance.LCSseq.similarity`` (the same value as
+        :func:`lcs_length`, in C++).
+
+    Returns
+    -------
+    list of int
+        Sorted indices of the chosen sentences (the "summary"); the others are the "source".
+
+    Raises
+    ------
+    TypeError
+        ``sentences`` is a single string or contains non-strings.
+    ValueError
+        Fewer than 2 sentences, or ``ratio`` outside ``(0, 1)``.
+
+    Notes
+    -----
+    Source: https://kexue.fm/archives/8209, section 预训练任务 (greedy steps 1 and 2), after PEGASUS
+    (Zhang et al., 2020), which scores by ROUGE-1 F1 instead of raw LCS length.
+    """
+    if isinstance(sentences, str) or not all(isinstance(x, str) for x in sentences):
+        raise TypeError("sentences must be a sequence of strings")
+    n = len(sentences)
+    if n < 2:
+        raise ValueError(f"sentences must hold at least 2 sentences, got {n}")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be a number in (0, 1), got {ratio!r}")
+    if lcs is None:
+        from rapidfuzz.distance import LCSseq
+
+        lcs = LCSseq.similarity
+    k = min(n - 1, max(1, int(ratio * n + 0.5)))
+    chosen: list[int] = []
+    for _ in range(k):
+        best, best_i = -1, -1
+        for i in range(n):
+            if i in chosen:
+                continue
+            pick = sorted(chosen + [i])
+            summary = "".join(sentences[j] for j in pick)
+            source = "".join(sentences[j] for j in range(n) if j not in pick)
+            value = lcs(summary, source)
+            if value > best:
+                best, best_i = value, i
+        chosen.append(best_i)
+    return sorted(chosen)
+
+
+def _ngrams(seq: Sequence, n: int) -> Counter:
+    return Counter(tuple(seq[i : i + n]) for i in range(len(seq) - n + 1))
+
+
+def _prf(overlap: float, n_hyp: int, n_ref: int) -> tuple[float, float, float]:
+    p = overlap / n_hyp if n_hyp else 0.0
+    r = overlap / n_ref if n_ref else 0.0
+    f = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    return p, r, f
+
+
+def rouge_n(hyp: Sequence, ref: Sequence, n: int) -> tuple[float, float, float]:
+    """ROUGE-N precision, recall and F1 of one hypothesis against one reference (multiset n-gram counts).
+
+    Pass strings for character-level scores (each character a token) or lists of words.
+
+    Returns
+    -------
+    (precision, recall, f1) : tuple of float
+        ``overlap / #hyp n-grams``, ``overlap / #ref n-grams``, their harmonic mean (0 when both are 0).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Inputs not sequences; ``n < 1``.
+
+    Notes
+    -----
+    Lin (2004); the definition of Google's ``rouge-score`` package (``rouge_scorer``), used for the CSL/LCSTS
+    tables of https://kexue.fm/archives/8209 (the post's code uses the ``rouge`` package, see the chapter).
+    """
+    n = check_positive_int(n, "n")
+    for name, x in (("hyp", hyp), ("ref", ref)):
+        if isinstance(x, torch.Tensor) or not isinstance(x, Sequence):
+            raise TypeError(f"{name} must be a sequence, got {type(x).__name__}")
+    h, r = _ngrams(hyp, n), _ngrams(ref, n)
+    overlap = sum(min(c, r[g]) for g, c in h.items())
+    return _prf(overlap, sum(h.values()), sum(r.values()))
+
+
+def rouge_l(hyp: Sequence, ref: Sequence) -> tuple[float, float, float]:
+    """Sentence-level ROUGE-L: precision ``LCS/|hyp|``, recall ``LCS/|ref|`` and their harmonic mean.
+
+    Raises
+    ------
+    TypeError
+        Inputs not sequences.
+    """
+    return _prf(lcs_length(hyp, ref), len(hyp), len(ref))

@@ -205,8 +205,8 @@ def cooccurrence_counts(
 def lcs_length(a: Sequence, b: Sequence) -> int:
     """Length of the longest common subsequence of two sequences (not necessarily contiguous).
 
-    Dynamic programming in O(|a| |b|) time and O(|b|) memory; elements are compared with ``==``, so
-    strings (characters), lists of words and lists of token ids all work.
+    Dynamic programming in ``O(len(a) * len(b))`` time and ``O(min(len(a), len(b)))`` memory; elements are
+    compared with ``==``, so strings (characters), lists of words and lists of token ids all work.
 
     Parameters
     ----------

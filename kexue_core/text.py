@@ -22,6 +22,11 @@ __all__ = [
     "load_peoples_daily_1998",
     "top_words",
     "cooccurrence_counts",
+    "lcs_length",
+    "jieba_dictionary",
+    "gap_sentence_selection",
+    "rouge_n",
+    "rouge_l",
 ]
 
 #: the part-of-speech tag of punctuation in the People's Daily corpus (Peking University tag set)
@@ -195,3 +200,189 @@ def cooccurrence_counts(
         ij = torch.tensor(list(pairs.keys()), dtype=torch.long)
         counts.index_put_((ij[:, 0], ij[:, 1]), torch.tensor(list(pairs.values()), dtype=torch.float64))
     return (counts + counts.T).to(dtype)
+
+
+def lcs_length(a: Sequence, b: Sequence) -> int:
+    """Length of the longest common subsequence of two sequences (not necessarily contiguous).
+
+    Dynamic programming in ``O(len(a) * len(b))`` time and ``O(min(len(a), len(b)))`` memory; elements are
+    compared with ``==``, so strings (characters), lists of words and lists of token ids all work.
+
+    Parameters
+    ----------
+    a, b : sequence
+        Any sequences (``str``, ``list``, ``tuple``, 1-d tensors via ``.tolist()`` first).
+
+    Returns
+    -------
+    int
+        ``0 <= LCS <= min(len(a), len(b))``.
+
+    Raises
+    ------
+    TypeError
+        ``a`` or ``b`` is not a sequence (e.g. a set, a number or a tensor).
+
+    Notes
+    -----
+    Used as the coverage function of the look-ahead decoder of https://kexue.fm/archives/8802 and of the
+    pseudo-summary selection of https://kexue.fm/archives/8209.
+    """
+    for name, x in (("a", a), ("b", b)):
+        if isinstance(x, torch.Tensor) or not isinstance(x, Sequence):
+            raise TypeError(f"{name} must be a sequence (str, list, tuple), got {type(x).__name__}")
+    if len(a) < len(b):
+        a, b = b, a
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def jieba_dictionary() -> list[tuple[str, int, str]]:
+    """The dictionary shipped inside the ``jieba`` package (``jieba/dict.txt``), without importing jieba.
+
+    Returns
+    -------
+    list of (str, int, str)
+        ``(word, frequency, part-of-speech tag)`` in file order (349,046 entries in jieba 0.42.1).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``jieba`` is not installed.
+    ValueError
+        If a line is not ``word freq tag``.
+    """
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("jieba's dictionary ships inside the 'jieba' package, which is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "dict.txt"
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise ValueError(f"{path}:{lineno}: expected 'word freq tag', got {line!r}")
+            out.append((parts[0], int(parts[1]), parts[2]))
+    return out
+
+
+def gap_sentence_selection(sentences: Sequence[str], *, ratio: float = 0.25, lcs=None) -> list[int]:
+    """T5 PEGASUS pseudo-summary selection: greedily choose sentences whose concatenation has the longest
+    LCS with the concatenation of the remaining ones.
+
+    With ``k = max(1, floor(ratio * n + 1/2))`` (the post's "about n/4"; at most ``n - 1``), start from
+    nothing and ``k`` times add the sentence ``s`` maximising
+    ``LCS(concat(chosen + [s]), concat(rest - [s]))``, concatenations in document order; ties go to
+    the earliest sentence. The first step is the post's step 1 (one sentence against the other n - 1).
+
+    Parameters
+    ----------
+    sentences : sequence of str
+        The document's sentences, in order (n >= 2).
+    ratio : float
+        Target fraction of sentences, in ``(0, 1)``.
+    lcs : callable, optional
+        ``lcs(a, b) -> int``; default ``rapidfuzz.distance.LCSseq.similarity`` (the same value as
+        :func:`lcs_length`, in C++).
+
+    Returns
+    -------
+    list of int
+        Sorted indices of the chosen sentences (the "summary"); the others are the "source".
+
+    Raises
+    ------
+    TypeError
+        ``sentences`` is a single string or contains non-strings.
+    ValueError
+        Fewer than 2 sentences, or ``ratio`` outside ``(0, 1)``.
+
+    Notes
+    -----
+    Source: https://kexue.fm/archives/8209, section 预训练任务 (greedy steps 1 and 2), after PEGASUS
+    (Zhang et al., 2020), which scores by ROUGE-1 F1 instead of raw LCS length.
+    """
+    if isinstance(sentences, str) or not all(isinstance(x, str) for x in sentences):
+        raise TypeError("sentences must be a sequence of strings")
+    n = len(sentences)
+    if n < 2:
+        raise ValueError(f"sentences must hold at least 2 sentences, got {n}")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be a number in (0, 1), got {ratio!r}")
+    if lcs is None:
+        from rapidfuzz.distance import LCSseq
+
+        lcs = LCSseq.similarity
+    k = min(n - 1, max(1, int(ratio * n + 0.5)))
+    chosen: list[int] = []
+    for _ in range(k):
+        best, best_i = -1, -1
+        for i in range(n):
+            if i in chosen:
+                continue
+            pick = sorted(chosen + [i])
+            summary = "".join(sentences[j] for j in pick)
+            source = "".join(sentences[j] for j in range(n) if j not in pick)
+            value = lcs(summary, source)
+            if value > best:
+                best, best_i = value, i
+        chosen.append(best_i)
+    return sorted(chosen)
+
+
+def _ngrams(seq: Sequence, n: int) -> Counter:
+    return Counter(tuple(seq[i : i + n]) for i in range(len(seq) - n + 1))
+
+
+def _prf(overlap: float, n_hyp: int, n_ref: int) -> tuple[float, float, float]:
+    p = overlap / n_hyp if n_hyp else 0.0
+    r = overlap / n_ref if n_ref else 0.0
+    f = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    return p, r, f
+
+
+def rouge_n(hyp: Sequence, ref: Sequence, n: int) -> tuple[float, float, float]:
+    """ROUGE-N precision, recall and F1 of one hypothesis against one reference (multiset n-gram counts).
+
+    Pass strings for character-level scores (each character a token) or lists of words.
+
+    Returns
+    -------
+    (precision, recall, f1) : tuple of float
+        ``overlap / #hyp n-grams``, ``overlap / #ref n-grams``, their harmonic mean (0 when both are 0).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Inputs not sequences; ``n < 1``.
+
+    Notes
+    -----
+    Lin (2004); the definition of Google's ``rouge-score`` package (``rouge_scorer``), used for the CSL/LCSTS
+    tables of https://kexue.fm/archives/8209 (the post's code uses the ``rouge`` package, see the chapter).
+    """
+    n = check_positive_int(n, "n")
+    for name, x in (("hyp", hyp), ("ref", ref)):
+        if isinstance(x, torch.Tensor) or not isinstance(x, Sequence):
+            raise TypeError(f"{name} must be a sequence, got {type(x).__name__}")
+    h, r = _ngrams(hyp, n), _ngrams(ref, n)
+    overlap = sum(min(c, r[g]) for g, c in h.items())
+    return _prf(overlap, sum(h.values()), sum(r.values()))
+
+
+def rouge_l(hyp: Sequence, ref: Sequence) -> tuple[float, float, float]:
+    """Sentence-level ROUGE-L: precision ``LCS/|hyp|``, recall ``LCS/|ref|`` and their harmonic mean.
+
+    Raises
+    ------
+    TypeError
+        Inputs not sequences.
+    """
+    return _prf(lcs_length(hyp, ref), len(hyp), len(ref))

@@ -120,3 +120,78 @@ def test_cooccurrence_on_real_corpus(corpus):
 def test_cooccurrence_bad_input(vocab, window, exc):
     with pytest.raises(exc):
         cooccurrence_counts([["a", "b"]], vocab, window)
+
+
+def test_lcs_length_against_rapidfuzz_and_brute_force():
+    from rapidfuzz.distance import LCSseq
+
+    from kexue_core.text import lcs_length
+
+    rng = random.Random(0)
+    for _ in range(300):
+        a = "".join(rng.choice("abc") for _ in range(rng.randint(0, 9)))
+        b = "".join(rng.choice("abc") for _ in range(rng.randint(0, 9)))
+        assert lcs_length(a, b) == LCSseq.similarity(a, b)
+        assert lcs_length(list(a), tuple(b)) == lcs_length(b, a)
+    # brute force on short strings: the longest subsequence of a that is a subsequence of b
+    def is_subseq(s, t):
+        it = iter(t)
+        return all(ch in it for ch in s)
+
+    for a, b in [("abcab", "bacba"), ("主讲课程", "张三主要讲什么课程"), ("", "abc"), ("aaaa", "aa")]:
+        best = max(r for r in range(len(a) + 1) for sub in itertools.combinations(a, r) if is_subseq(sub, b))
+        assert lcs_length(a, b) == best
+    assert lcs_length([1, 2, 3, 4], [4, 1, 3]) == 2
+    with pytest.raises(TypeError, match="a must be a sequence"):
+        lcs_length({1, 2}, [1])
+    with pytest.raises(TypeError, match="b must be a sequence"):
+        lcs_length([1], torch.tensor([1]))
+
+
+def test_jieba_dictionary():
+    from kexue_core.text import jieba_dictionary
+
+    d = jieba_dictionary()
+    assert len(d) == 349046
+    assert all(isinstance(f, int) and f > 0 for _, f, _ in d[:1000])
+
+
+def test_rouge_against_rouge_score_package():
+    from rouge_score import rouge_scorer, tokenizers
+
+    from kexue_core.text import rouge_l, rouge_n
+
+    class CharTokenizer(tokenizers.Tokenizer):
+        def tokenize(self, text):
+            return list(text)
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=CharTokenizer())
+    rng = random.Random(1)
+    for _ in range(200):
+        a = "".join(rng.choice("今天气很好的") for _ in range(rng.randint(1, 12)))
+        b = "".join(rng.choice("今天气很好的") for _ in range(rng.randint(1, 12)))
+        ref = scorer.score(b, a)  # (target, prediction)
+        for ours, key in ((rouge_n(a, b, 1), "rouge1"), (rouge_n(a, b, 2), "rouge2"), (rouge_l(a, b), "rougeL")):
+            assert ours == pytest.approx((ref[key].precision, ref[key].recall, ref[key].fmeasure), abs=1e-12)
+    with pytest.raises(ValueError, match="n must be"):
+        rouge_n("ab", "ab", 0)
+
+
+def test_gap_sentence_selection():
+    from kexue_core.text import gap_sentence_selection, lcs_length
+
+    doc = ["我们今天去公园", "天气很好", "今天我们去了公园玩", "晚饭吃面", "明天再说", "公园里人很多", "回家", "睡觉"]
+    chosen = gap_sentence_selection(doc)
+    assert len(chosen) == 2 and chosen == sorted(chosen)
+    # the same choice with the pure-Python LCS
+    assert gap_sentence_selection(doc, lcs=lcs_length) == chosen
+    # greedy step 1 picks the sentence with the longest LCS against the rest
+    first = gap_sentence_selection(doc[:4], ratio=0.25)
+    scores = [lcs_length(doc[i], "".join(doc[j] for j in range(4) if j != i)) for i in range(4)]
+    assert first == [scores.index(max(scores))]
+    with pytest.raises(ValueError, match="ratio"):
+        gap_sentence_selection(doc, ratio=1.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        gap_sentence_selection(["一句"])
+    with pytest.raises(TypeError, match="sentences"):
+        gap_sentence_selection("一句话")

@@ -229,6 +229,7 @@ def prose_of(markdown: str) -> str:
     text = re.sub(r"\]\([^)]*\)|<https?://[^>]*>|https?://\S+", " ", text)
     text = re.sub(r"\b\d{4}-\d{2}-\d{2}\b", " ", text)  # a date (of a post)
     text = re.sub(r"10\^\{?[-−]?\d+\}?", " ", text)  # an order of magnitude, 10^{-12} (its mantissa stays)
+    text = re.sub(r"[_^](\{[^{}]*\}|\w)", " ", text)  # math indices and exponents: d_{13}, x^2, W_{l}
     return text
 
 
@@ -261,7 +262,8 @@ def _rounds_to(typed: str, computed: str) -> bool:
 def typed_results(chapter_md: str, executed: dict) -> list[tuple[str, str]]:
     """The numbers typed in the prose of ``chapter_md`` (a MyST notebook's source) that a code cell
     of the executed notebook ``executed`` (nbformat dict) printed, rounded or not, but no code cell's
-    source contains: results typed by hand instead of glued. One-digit numbers are ignored.
+    source contains: results typed by hand instead of glued. Integers below 100, decimals with one
+    significant digit and math indices (``d_{13}``) are ignored: they match outputs by chance.
     Returns ``[(number, the prose around it)]``."""
     import jupytext
 
@@ -269,7 +271,10 @@ def typed_results(chapter_md: str, executed: dict) -> list[tuple[str, str]]:
     source_numbers = set()
     for cell in nb.cells:
         if cell.cell_type == "code":
-            source_numbers |= set(numbers(cell.source))
+            for x in numbers(cell.source):  # 16.0 in the code stands for the 16 of the prose too
+                source_numbers.add(x)
+                if re.fullmatch(r"\d+\.0+", x):
+                    source_numbers.add(x.split(".")[0])
     output_numbers = set()
     for cell in executed.get("cells", []):
         if cell.get("cell_type") == "code":
@@ -281,7 +286,11 @@ def typed_results(chapter_md: str, executed: dict) -> list[tuple[str, str]]:
         prose = prose_of(cell.source)
         for m in _NUMBER.finditer(prose):
             n = m.group(0).replace(",", "")
-            if len(n.replace(".", "")) <= 1 or n in source_numbers:
+            if n in source_numbers:
+                continue
+            # a number with fewer than 3 digits (an integer) or 2 (a decimal) matches an output by
+            # chance too often to mean anything: 12 layers, 0.5, x_16
+            if len(n.replace(".", "").lstrip("0")) < (2 if "." in n else 3):
                 continue
             if n in output_numbers or any(_rounds_to(n, o) for o in output_numbers):
                 found.append((n, re.sub(r"\s+", " ", prose[max(0, m.start() - 50): m.end() + 30]).strip()))
@@ -321,6 +330,14 @@ def test_typed_results_catches_a_hand_typed_number():
     )])
     clean = md.replace("PROSE", "The mean lies near $1 - e^{-1}$; 3 of the points are outliers.")
     assert typed_results(clean, executed) == []
+    # math indices and small integers are not results: $d_{17}$, 17 layers (the cell printed 17.25)
+    assert typed_results(md.replace("PROSE", "With $d_{4096}$ and 17 layers, $x^{4096}$."), executed) == []
+    # a large integer the cell printed (a count) but no source holds is a result
+    big = md.replace("PROSE", "It kept 2048 of them.").replace("17.25 3", "17.25 3 2048")
+    assert [n for n, _ in typed_results(big, executed)] == []  # the cell's *output* below lacks 2048
+    executed_big = new_notebook(cells=[new_code_cell(
+        "n = 4096", outputs=[new_output("stream", name="stdout", text="kept 2048\n")])])
+    assert [n for n, _ in typed_results(big, executed_big)] == ["2048"]
     caught = typed_results(md.replace("PROSE", "So the mean is 17.25, that is $\\approx 0.632$."), executed)
     assert [n for n, _ in caught] == ["17.25", "0.632"]
     assert "the mean is 17.25" in caught[0][1]

@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils import benchmark
 
+from _machine import cpu_model, version
+
 from kexue_core.attention.linear import causal_linear_attention, elu_feature_map, linear_attention
 from kexue_core.attention.performer import draw_random_features, positive_random_features
 from kexue_core.attention.softmax import softmax_attention
@@ -51,21 +53,6 @@ QUICK_N = (256, 512)
 SOFTMAX_MAX_N = 4096
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 TIMER = time.perf_counter  # --timer cpu: time.process_time (CPU seconds of this process)
@@ -263,17 +250,17 @@ def main(argv=None) -> int:
                          "cpus": os.cpu_count()},
         "shape": {"batch": B, "heads": H, "head_dim": D, "n": list(ns)},
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "threads": torch.get_num_threads(),
             "platform": platform.platform(),
             "python": sys.version.split()[0],
         },
         "versions": {
             "torch": torch.__version__,
-            "kexue_core": _version("kexue_core"),
-            "performer-pytorch": _version("performer-pytorch"),
-            "linear-attention-transformer": _version("linear-attention-transformer"),
-            "pytorch-fast-transformers": _version("pytorch-fast-transformers"),
+            "kexue_core": version("kexue_core"),
+            "performer-pytorch": version("performer-pytorch"),
+            "linear-attention-transformer": version("linear-attention-transformer"),
+            "pytorch-fast-transformers": version("pytorch-fast-transformers"),
         },
         "rows": result["rows"],
         "ratios": ratios(result["rows"]),

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch.utils import benchmark
 
+from _machine import cpu_model, version
+
 from kexue_core.attribution import integrated_gradients
 
 B = 16
@@ -39,21 +41,6 @@ FULL = {"n_steps": (20, 50, 200), "methods": ("riemann_left", "riemann_trapezoid
 QUICK = {"n_steps": (20,), "methods": ("gausslegendre",)}
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _interleaved_min(fns, repeats: int) -> list[float]:
@@ -119,9 +106,9 @@ def main(argv=None) -> int:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
         "setting": {"batch": B, "models": MODELS, "dtype": "float32", "baseline": "zeros", "timing": "min over interleaved rounds", **{k: list(v) for k, v in cfg.items()}},
-        "machine": {"cpu": _cpu_model(), "threads": torch.get_num_threads(), "platform": platform.platform(),
+        "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(), "platform": platform.platform(),
                     "python": sys.version.split()[0]},
-        "versions": {"torch": torch.__version__, "kexue_core": _version("kexue_core"), "captum": _version("captum")},
+        "versions": {"torch": torch.__version__, "kexue_core": version("kexue_core"), "captum": version("captum")},
         "rows": rows,
         "captum_over_ours": {"min": min(ratios), "median": sorted(ratios)[len(ratios) // 2], "max": max(ratios)},
     }

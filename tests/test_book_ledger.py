@@ -258,7 +258,8 @@ def test_record_cell_writes_the_tracked_modules(tmp_path):
 def test_outdated_imports(tmp_path):
     (tmp_path / "m.py").write_text("")
     (tmp_path / "requirements.txt").write_text("")
-    later = (tmp_path / "m.py").stat().st_mtime_ns // 1000 + 1
+    # just after the later of the two files' times (they can fall on two sides of a clock tick)
+    later = max((tmp_path / f).stat().st_mtime_ns for f in ("m.py", "requirements.txt")) // 1000 + 1
     imports = {
         "fresh": {"started": later, "modules": {"m": "m.py"}},
         "stale": {"started": later - 10**7, "modules": {"m": "m.py"}},

@@ -217,7 +217,12 @@ def test_page_renders_offline(site, browser, page_path):
         text = page.evaluate(_TEXT_OUTSIDE_CODE)
         heading = page.evaluate(_HEADING)
         title = page.title()
-        page.screenshot(path=str(shots / (page_path.removesuffix(".html").replace("/", "__") + ".png")), full_page=True)
+        # the whole page, but at most its first 12,000 px (the claims ledger is far longer, and a full
+        # screenshot of it took over 30 s on a loaded 2-core machine); generous timeout for the same reason
+        width, height = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        page.screenshot(path=str(shots / (page_path.removesuffix(".html").replace("/", "__") + ".png")),
+                        full_page=True, clip={"x": 0, "y": 0, "width": width, "height": min(height, 12_000)},
+                        timeout=120_000)
     finally:
         page.close()
 

@@ -30,6 +30,7 @@ __all__ = [
     "accuracy_at_ranks",
     "mlm_random_mask",
     "matching_example",
+    "char_counts",
 ]
 
 #: special-token ids of the post's code (``baseline.py``); cipher tokens start at ``N_SPECIAL``
@@ -333,5 +334,3 @@ def char_counts(texts: Iterable[Sequence[Hashable]]) -> Counter:
         c.update(t)
     return c
 
-
-__all__.append("char_counts")

@@ -237,7 +237,9 @@ def mlm_random_mask(ids: Sequence[int], *, vocab_low: int, vocab_high: int, mask
         For ``prob`` outside ``(0, 1]``, an empty range ``vocab_low >= vocab_high``, or an id 0 in
         ``ids`` (its target would be indistinguishable from "ignored").
 
-    Source: ``random_masking`` in github.com/bojone/oppo-text-match ``baseline.py``; BERT's 80/10/10.
+    Notes
+    -----
+    Source: ``random_mask`` in github.com/bojone/oppo-text-match ``baseline.py``; BERT's 80/10/10.
     """
     if not 0 < prob <= 1:
         raise ValueError(f"prob must be in (0, 1], got {prob}")
@@ -294,8 +296,10 @@ def matching_example(a: Sequence[int], b: Sequence[int], label: int | None, *, m
         For a label other than 0/1/None, ``maxlen < 5``, an empty sentence, a special id other than ``[UNK]``,
         or ``mask=True`` without ``vocab_high``.
 
-    Source: ``sample_convert`` and ``data_generator`` in github.com/bojone/oppo-text-match
-    ``baseline.py`` (the random order swap of the two sentences is left to the caller).
+    Notes
+    -----
+    Source: ``sample_convert`` in github.com/bojone/oppo-text-match ``baseline.py`` (the random
+    order swap of the two sentences is left to the caller). https://kexue.fm/archives/8213.
     """
     if label not in (0, 1, None):
         raise ValueError(f"label must be 0, 1 or None, got {label!r}")

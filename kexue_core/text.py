@@ -8,6 +8,7 @@ tokens). Nothing here touches the network.
 from __future__ import annotations
 
 import importlib.util
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,6 +28,10 @@ __all__ = [
     "gap_sentence_selection",
     "rouge_n",
     "rouge_l",
+    "BERT_SPECIAL_TOKENS",
+    "word_piece_vocabulary",
+    "wobert_tokenize",
+    "mean_compound_embeddings",
 ]
 
 #: the part-of-speech tag of punctuation in the People's Daily corpus (Peking University tag set)
@@ -386,3 +391,206 @@ def rouge_l(hyp: Sequence, ref: Sequence) -> tuple[float, float, float]:
         Inputs not sequences.
     """
     return _prf(lcs_length(hyp, ref), len(hyp), len(ref))
+
+
+# --------------------------------------------------------------------------------------------------
+# WoBERT: a word + character vocabulary and BERT's tokenizer with a pre-tokenize step
+# (Su Jianlin, https://kexue.fm/archives/7758; code github.com/ZhuiyiTechnology/WoBERT)
+# --------------------------------------------------------------------------------------------------
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def word_piece_vocabulary(
+    base_tokens: Sequence[str],
+    word_freq: dict,
+    *,
+    num_words: int = 20000,
+    specials: Sequence[str] = BERT_SPECIAL_TOKENS,
+) -> tuple[dict[str, int], list[list[int]]]:
+    """WoBERT's vocabulary: special tokens, a base (character/WordPiece) vocabulary, then the most
+    frequent *new* words of a frequency dictionary.
+
+    As in WoBERT's ``train.py``: words are taken in order of decreasing frequency (ties: the
+    dictionary's order), a word already in the vocabulary is skipped, and adding stops once
+    ``num_words`` new words are in. Each new word's *compound tokens* are the ids of its characters in
+    the vocabulary before the words were added (``[UNK]``'s id for a character not in it), the
+    components whose mean initialises the word's embedding (see :func:`mean_compound_embeddings`).
+
+    Parameters
+    ----------
+    base_tokens : sequence of str
+        The base vocabulary (e.g. the single characters), in id order after the specials;
+        duplicates and specials in it are skipped.
+    word_freq : dict of str to int
+        Word -> frequency (e.g. ``jieba.dt.FREQ``). Frequencies must be non-negative integers.
+    num_words : int
+        How many new words to add (20,000 in the post); fewer if the dictionary runs out.
+    specials : sequence of str
+        Special tokens, ids ``0 .. len(specials) - 1``; must contain ``"[UNK]"``.
+
+    Returns
+    -------
+    vocab : dict of str to int
+        Token -> id, ids ``0 .. len(vocab) - 1`` in insertion order.
+    compound_tokens : list of list of int
+        For the i-th added word (id ``len(vocab) - n_added + i``), its character ids.
+
+    Raises
+    ------
+    ValueError
+        If ``num_words`` is not a positive integer, ``specials`` lacks ``"[UNK]"``, a token is empty
+        or contains whitespace, or a frequency is negative or not an integer.
+    TypeError
+        If ``word_freq`` is not a dict or a token is not a str.
+    """
+    num_words = check_positive_int(num_words, "num_words")
+    if "[UNK]" not in specials:
+        raise ValueError("specials must contain '[UNK]'")
+    if not isinstance(word_freq, dict):
+        raise TypeError(f"word_freq must be a dict of word -> frequency, got {type(word_freq).__name__}")
+    vocab: dict[str, int] = {}
+
+    def add(token, name):
+        if not isinstance(token, str):
+            raise TypeError(f"{name}: tokens must be str, got {type(token).__name__}")
+        if not token or any(ch.isspace() for ch in token):
+            raise ValueError(f"{name}: token {token!r} is empty or contains whitespace")
+        if token not in vocab:
+            vocab[token] = len(vocab)
+
+    for t in specials:
+        add(t, "specials")
+    for t in base_tokens:
+        add(t, "base_tokens")
+    base = dict(vocab)
+    unk = vocab["[UNK]"]
+    for w, f in word_freq.items():
+        if isinstance(f, bool) or not isinstance(f, int) or f < 0:
+            raise ValueError(f"word_freq[{w!r}] = {f!r} is not a non-negative integer frequency")
+    ranked = sorted(word_freq.items(), key=lambda kv: -kv[1])  # stable: ties keep dictionary order
+    compound_tokens: list[list[int]] = []
+    for w, _ in ranked:
+        if len(compound_tokens) == num_words:
+            break
+        if not isinstance(w, str):
+            raise TypeError(f"word_freq: words must be str, got {type(w).__name__}")
+        if w in vocab or not w or any(ch.isspace() for ch in w):
+            continue
+        vocab[w] = len(vocab)
+        compound_tokens.append([base.get(ch, unk) for ch in w])
+    return vocab, compound_tokens
+
+
+def _bert_fallback_tokenizer(vocab, do_lower_case):
+    from transformers.models.bert.tokenization_bert import BasicTokenizer, WordpieceTokenizer
+
+    basic = BasicTokenizer(do_lower_case=do_lower_case, tokenize_chinese_chars=True, strip_accents=None)
+    piece = WordpieceTokenizer(vocab=vocab, unk_token="[UNK]")
+    return lambda s: [p for t in basic.tokenize(s) for p in piece.tokenize(t)]
+
+
+def wobert_tokenize(
+    text: str,
+    vocab: dict,
+    *,
+    pre_tokenize=None,
+    do_lower_case: bool = True,
+) -> list[str]:
+    """WoBERT's tokenizer rule: pre-tokenize, keep each segment that is in the vocabulary, and
+    tokenize every other segment with BERT's own tokenizer; concatenate.
+
+    The post (https://kexue.fm/archives/7758, section "Tokenizer") adds a ``pre_tokenize`` step to
+    BERT's tokenizer: segment the sentence into ``[w_1, ..., w_l]``; if ``w_i`` is in ``vocab`` keep
+    it, otherwise tokenize ``w_i`` with BERT's built-in tokenizer (every CJK character a token, then
+    WordPiece); concatenate in order. As in bert4keras, lower-casing (and accent stripping) is applied
+    to the whole text *before* segmentation when ``do_lower_case``. BERT's tokenizer is
+    ``transformers``' ``BasicTokenizer`` + ``WordpieceTokenizer`` on ``vocab``.
+
+    The result is a function of ``text``, ``vocab`` and ``pre_tokenize`` only (no global state).
+
+    Parameters
+    ----------
+    text : str
+        The input.
+    vocab : dict of str to int
+        Token -> id (e.g. from :func:`word_piece_vocabulary`); must contain ``"[UNK]"``.
+    pre_tokenize : callable str -> iterable of str, or None
+        The segmenter. ``None`` means no pre-tokenization, i.e. plain BERT tokenization (every
+        Chinese character a token). The post uses ``lambda s: jieba.cut(s, HMM=False)``.
+    do_lower_case : bool
+        Lower-case and strip accents first (``True`` in the post).
+
+    Returns
+    -------
+    list of str
+        The tokens (``"[UNK]"`` for a piece WordPiece cannot cover).
+
+    Raises
+    ------
+    TypeError
+        If ``text`` is not a str, ``vocab`` not a dict or ``pre_tokenize`` not callable.
+    ValueError
+        If ``vocab`` has no ``"[UNK]"``, or ``pre_tokenize`` returns a non-str segment.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(vocab, dict):
+        raise TypeError(f"vocab must be a dict of token -> id, got {type(vocab).__name__}")
+    if "[UNK]" not in vocab:
+        raise ValueError("vocab must contain '[UNK]'")
+    if pre_tokenize is not None and not callable(pre_tokenize):
+        raise TypeError("pre_tokenize must be callable (str -> iterable of str) or None")
+    if do_lower_case:
+        text = "".join(ch for ch in unicodedata.normalize("NFD", text.lower()) if unicodedata.category(ch) != "Mn")
+    bert = _bert_fallback_tokenizer(vocab, do_lower_case=False)
+    if pre_tokenize is None:
+        return bert(text)
+    tokens: list[str] = []
+    for seg in pre_tokenize(text):
+        if not isinstance(seg, str):
+            raise ValueError(f"pre_tokenize returned a non-str segment {seg!r}")
+        if seg in vocab:
+            tokens.append(seg)
+        else:
+            tokens.extend(bert(seg))
+    return tokens
+
+
+def mean_compound_embeddings(char_embeddings: torch.Tensor, compound_tokens: Sequence[Sequence[int]]) -> torch.Tensor:
+    """WoBERT's initialisation of new word embeddings: the mean of their characters' embeddings.
+
+    ``e_w = (1/k) sum_t e_{c_t}`` for a word of character ids ``c_1..c_k`` (post
+    https://kexue.fm/archives/7758, "Model details"; ``compound_tokens`` of bert4keras).
+
+    Parameters
+    ----------
+    char_embeddings : torch.Tensor, shape (V, d), floating
+        The embedding table the character ids index.
+    compound_tokens : sequence of sequence of int
+        For each new word, its character ids (non-empty, each in ``[0, V)``).
+
+    Returns
+    -------
+    torch.Tensor, shape (len(compound_tokens), d), same dtype and device as ``char_embeddings``
+        Differentiable in ``char_embeddings``.
+
+    Raises
+    ------
+    ValueError
+        If ``char_embeddings`` is not 2-D floating, a word has no ids or an id is out of range.
+    """
+    if not isinstance(char_embeddings, torch.Tensor) or char_embeddings.ndim != 2 or not char_embeddings.is_floating_point():
+        raise ValueError("char_embeddings must be a 2-D floating tensor of shape (V, d)")
+    V = char_embeddings.shape[0]
+    rows = []
+    for i, ids in enumerate(compound_tokens):
+        ids = [int(j) for j in ids]
+        if not ids:
+            raise ValueError(f"compound_tokens[{i}] is empty")
+        if min(ids) < 0 or max(ids) >= V:
+            raise ValueError(f"compound_tokens[{i}] has an id outside [0, {V})")
+        rows.append(char_embeddings[torch.tensor(ids, device=char_embeddings.device)].mean(dim=0))
+    if not rows:
+        return char_embeddings.new_zeros((0, char_embeddings.shape[1]))
+    return torch.stack(rows)

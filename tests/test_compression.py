@@ -142,3 +142,15 @@ def test_type_errors():
         TheseusEncoder([nn.Linear(2, 2)], nn.ModuleList([nn.Linear(2, 2)]))
     with pytest.raises(TypeError, match="gate"):
         theseus_mix(torch.ones(2), torch.ones(2), 1)
+
+
+def test_half_precision():
+    enc, pred, succ = _encoder()
+    enc = enc.to(torch.bfloat16).eval()
+    x = torch.randn(4, 8, dtype=torch.bfloat16)
+    with torch.no_grad():
+        out = enc(x, gates=torch.tensor([1.0, 0.0, 1.0]))
+        assert out.dtype == torch.bfloat16
+        assert torch.equal(out, pred[2](succ[1](pred[0](x))))
+    a, b = torch.randn(3, dtype=torch.float16), torch.randn(3, dtype=torch.float16)
+    assert torch.equal(theseus_mix(a, b, torch.tensor([True, False, True])), torch.stack([a[0], b[1], a[2]]))

@@ -362,3 +362,59 @@ def cosent_loss(cos_sim, labels, *, scale: float = 20.0):
     higher = labels[:, None] > labels[None, :]  # pair i should rank above pair j
     terms = diff.masked_fill(~higher, float("-inf")).flatten()
     return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)
+
+
+__all__ += ["info_nce_loss"]
+
+
+def info_nce_loss(a, b, *, temperature: float = 0.05):
+    r"""InfoNCE with in-batch negatives: the unsupervised SimCSE loss when ``b`` is a second dropout view of ``a``.
+
+    With :math:`s_{ij} = \cos(a_i, b_j)/\tau`,
+
+    .. math:: \mathcal L = -\frac1N\sum_{i=1}^N \log\frac{e^{s_{ii}}}{\sum_{j=1}^N e^{s_{ij}}},
+
+    the mean cross-entropy of the :math:`N\times N` cosine matrix against its diagonal: row :math:`i`'s
+    positive is :math:`b_i`, its negatives the other rows of ``b``. This is the SimCSE paper's form
+    (one direction, cross-view negatives only) and equals sentence-transformers'
+    ``MultipleNegativesRankingLoss(scale=1/temperature)`` (cosine similarity). The form of post 8348 adds
+    the same-view negatives :math:`a_j,\ j\ne i`; see the chapter *simcse-chinese-experiments*.
+
+    Parameters
+    ----------
+    a : Tensor (N, D), floating
+        Anchors (first dropout view). Rows need not be normalised; a zero row is normalised with eps 1e-8.
+    b : Tensor (N, D), floating, same shape as ``a``
+        Positives (second view); row ``i`` is the positive of ``a[i]``.
+    temperature : float
+        :math:`\tau > 0`; 0.05 (scale 20) in the post's code and in the SimCSE paper.
+
+    Returns
+    -------
+    Tensor
+        0-dim, of ``a``'s dtype, in nats.
+
+    Raises
+    ------
+    TypeError
+        Non-tensor or non-floating ``a``/``b``, non-real ``temperature``.
+    ValueError
+        ``a`` not 2-D or empty, ``b`` of another shape, NaN input, or ``temperature <= 0``.
+
+    Notes
+    -----
+    Source: https://kexue.fm/archives/8348 (the loss equation; the author's code github.com/bojone/SimCSE
+    multiplies the cosines by 20); Gao, Yao, Chen (2021), *SimCSE*, eq. (1).
+    """
+    check_tensor(a, "a", min_dim=2)
+    check_tensor(b, "b", min_dim=2)
+    if a.dim() != 2:
+        raise ValueError(f"a must have shape (N, D), got {tuple(a.shape)}")
+    if b.shape != a.shape:
+        raise ValueError(f"b must have the shape of a, got {tuple(b.shape)} and {tuple(a.shape)}")
+    if a.shape[0] == 0:
+        raise ValueError("a is empty")
+    temperature = check_positive_real(temperature, "temperature")
+    sim = F.normalize(a, dim=1, eps=1e-8) @ F.normalize(b, dim=1, eps=1e-8).T / temperature
+    target = torch.arange(a.shape[0], device=a.device)
+    return F.cross_entropy(sim, target)

@@ -55,6 +55,17 @@ def _check_eos(eos_id) -> int:
     return int(eos_id)
 
 
+def _check_decoding_args(prefix, eos_id, max_len) -> tuple[torch.Tensor, int, int]:
+    """The checks every decoder shares: ``prefix`` (B, t0) long, an integer ``eos_id`` and
+    ``max_len > t0``."""
+    prefix = _check_prefix(prefix)
+    eos_id = _check_eos(eos_id)
+    max_len = check_positive_int(max_len, "max_len")
+    if max_len <= prefix.shape[1]:
+        raise ValueError(f"max_len = {max_len} must exceed the prefix length {prefix.shape[1]}")
+    return prefix, eos_id, max_len
+
+
 def _call_step(step_fn: StepFn, tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
     out = step_fn(tokens)
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
@@ -130,11 +141,7 @@ def greedy_search(
     Ties go to the lowest id (``torch.argmax``), as in ``transformers``. Source: the greedy search of
     https://kexue.fm/archives/7500 (beam search with k = 1 in the post's words).
     """
-    prefix = _check_prefix(prefix)
-    eos_id = _check_eos(eos_id)
-    max_len = check_positive_int(max_len, "max_len")
-    if max_len <= prefix.shape[1]:
-        raise ValueError(f"max_len = {max_len} must exceed the prefix length {prefix.shape[1]}")
+    prefix, eos_id, max_len = _check_decoding_args(prefix, eos_id, max_len)
     tokens = prefix
     finished = torch.zeros(prefix.shape[0], dtype=torch.bool)
     while tokens.shape[1] < max_len:
@@ -209,12 +216,8 @@ def beam_search(
     Source: the beam search reviewed in https://kexue.fm/archives/7500 and used under a trie constraint in
     https://kexue.fm/archives/8802; conventions of ``transformers`` 4.57 ``GenerationMixin._beam_search``.
     """
-    prefix = _check_prefix(prefix)
-    eos_id = _check_eos(eos_id)
+    prefix, eos_id, max_len = _check_decoding_args(prefix, eos_id, max_len)
     beam_size = check_positive_int(beam_size, "beam_size")
-    max_len = check_positive_int(max_len, "max_len")
-    if max_len <= prefix.shape[1]:
-        raise ValueError(f"max_len = {max_len} must exceed the prefix length {prefix.shape[1]}")
     if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real):
         raise TypeError("length_penalty must be a real number")
     if not math.isfinite(length_penalty):
@@ -312,11 +315,7 @@ def ancestral_sampling(
     -----
     Source: the stochastic decoders reviewed in https://kexue.fm/archives/7500.
     """
-    prefix = _check_prefix(prefix)
-    eos_id = _check_eos(eos_id)
-    max_len = check_positive_int(max_len, "max_len")
-    if max_len <= prefix.shape[1]:
-        raise ValueError(f"max_len = {max_len} must exceed the prefix length {prefix.shape[1]}")
+    prefix, eos_id, max_len = _check_decoding_args(prefix, eos_id, max_len)
     tokens = prefix
     finished = torch.zeros(prefix.shape[0], dtype=torch.bool)
     while tokens.shape[1] < max_len:

@@ -63,13 +63,20 @@ def check_positive_int(n, name: str, *, minimum: int = 1) -> int:
     return int(n)
 
 
-def check_positive_real(x, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``float(x)`` if ``x`` is a finite real number > 0 (>= 0 if ``allow_zero``)."""
+def check_real(x, name: str) -> float:
+    """Return ``float(x)`` if ``x`` is a finite real number (not a bool); ``TypeError`` for a non-number,
+    ``ValueError`` for NaN or infinity."""
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
     x = float(x)
     if x != x or x in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be finite, got {x}")
+    return x
+
+
+def check_positive_real(x, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``float(x)`` if ``x`` is a finite real number > 0 (>= 0 if ``allow_zero``)."""
+    x = check_real(x, name)
     if x < 0 or (x == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {x}")
     return x

@@ -12,12 +12,11 @@ interpolates :math:`\hat x` of real and fake samples, as discussed in https://ke
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import torch
 
-from ._validation import check_positive_real, check_tensor, values_checkable
+from ._validation import check_positive_real, check_real, check_tensor, values_checkable
 
 __all__ = ["DIRAC_GAN_KINDS", "dirac_gan_vector_field", "gradient_penalty"]
 
@@ -30,15 +29,6 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
         return  # vmap forbids data-dependent control flow
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
-
-
-def _check_real(x, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if x != x or x in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
 
 
 def dirac_gan_vector_field(
@@ -107,7 +97,7 @@ def dirac_gan_vector_field(
     if phi.shape[-1] == 0:
         raise ValueError("phi and theta need a last dimension d >= 1")
     lam = check_positive_real(lam, "lam")
-    c = _check_real(c, "c")
+    c = check_real(c, "c")
     if c < 0:
         raise ValueError(f"c must be >= 0, got {c}")
     l2 = check_positive_real(l2, "l2", allow_zero=True)
@@ -196,7 +186,7 @@ def gradient_penalty(
     B = x_real.shape[0]
     if B == 0:
         raise ValueError("x_real and x_fake must hold at least one sample")
-    center = _check_real(center, "center")
+    center = check_real(center, "center")
     if center < 0:
         raise ValueError(f"center must be >= 0, got {center}")
     if alpha is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_positive_real, check_tensor
+from ._validation import check_positive_real, check_real, check_tensor
 
 __all__ = [
     "sigmoid_focal_loss",
@@ -31,15 +31,6 @@ __all__ = [
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
-
-
-def _check_real(x, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if x != x or x in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
 
 
 def _check_binary_pair(logits, targets, name_logits: str, name_targets: str) -> None:
@@ -99,7 +90,7 @@ def sigmoid_focal_loss(logits, targets, *, alpha: float = 0.25, gamma: float = 2
     ``sigmoid(logits)``; so do we.
     """
     _check_binary_pair(logits, targets, "logits", "targets")
-    alpha = _check_real(alpha, "alpha")
+    alpha = check_real(alpha, "alpha")
     gamma = check_positive_real(gamma, "gamma", allow_zero=True)
     if alpha > 1:
         raise ValueError(f"alpha must be <= 1 (or negative to disable it), got {alpha}")

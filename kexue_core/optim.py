@@ -12,22 +12,17 @@ Both are :class:`torch.optim.Optimizer` subclasses (``step(closure=None)``, ``ze
 """
 from __future__ import annotations
 
-import math
-import numbers
 
 import torch
 from torch.optim import Optimizer
+
+from ._validation import check_positive_real
 
 __all__ = ["EGD", "EGMetaLR"]
 
 
 def _real(x, name: str, *, positive: bool) -> float:
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if not math.isfinite(x) or (x <= 0 if positive else x < 0):
-        raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {x}")
-    return x
+    return check_positive_real(x, name, allow_zero=not positive)
 
 
 class EGD(Optimizer):
